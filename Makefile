@@ -1,0 +1,51 @@
+# Roost — one entry point for people and CI.
+#   make demo   the quickstart on the embedded default (local control plane + operator + real data)
+#   make test   lint, types, layering contracts, CRD drift, unit + integration + e2e tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: venv lint types contracts crds crds-check unit integration e2e test demo down
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check operator tests bench
+
+types: venv
+	$(BIN)/mypy
+
+contracts: venv
+	$(BIN)/lint-imports
+
+crds: venv
+	$(BIN)/roost crds
+
+crds-check: venv
+	$(BIN)/roost crds --check
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+integration: venv
+	$(BIN)/pytest -q tests/integration
+
+e2e: venv
+	$(BIN)/pytest -q tests/e2e
+
+test: venv lint types contracts crds-check
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+demo: venv
+	$(BIN)/roost demo
+
+down: venv
+	$(BIN)/roost demo --down

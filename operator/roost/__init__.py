@@ -1,0 +1,1 @@
+"""Roost: a GitOps operator for the life of machine-learning models."""

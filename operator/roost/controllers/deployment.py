@@ -1,0 +1,95 @@
+"""Deployment (roost.dev) controller: serves a ModelVersion behind a stable URL through a backend."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import kopf
+import pydantic
+
+from roost.api import common, deployment
+from roost.controllers import dataset as dataset_controller
+from roost.controllers import loop
+from roost.controllers.runtime import Runtime
+from roost.reconcile import deployment as reconcile_deploy
+from roost.reconcile import plan as plan_mod
+
+KIND = deployment.KIND
+
+
+def server_config(rt: Runtime, ns: str, name: str, spec: deployment.DeploymentSpec,
+                  version: reconcile_deploy.Version) -> dict[str, Any] | None:
+    """The ``roost serve`` config of one version (None when its signature is unknown)."""
+    if not version.signature or not version.artifact or not version.artifact.get("uri"):
+        return None
+    return {
+        "modelName": name, "modelVersion": version.name, "namespace": ns,
+        "artifact": version.artifact, "signature": version.signature, "store": rt.store.root,
+        "requestLog": {"uri": rt.store.uri("requestlogs", ns, name, version.name),
+                       "sampleRate": spec.logging.sample_rate, "flushInterval": 2.0, "flushRows": 1000,
+                       "maxBufferedRows": 100_000},
+    }
+
+
+async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    try:
+        spec = deployment.DeploymentSpec.model_validate(body["spec"])
+    except pydantic.ValidationError as e:
+        return dataset_controller.invalid_spec(body, e)
+    rt.refers((KIND.kind, ns, name), {("ModelVersion", ns, spec.model_version)})
+    backend = rt.serving
+    mv = await asyncio.to_thread(rt.kube.get, "ModelVersion", ns, spec.model_version)
+    desired = reconcile_deploy.desired_version(spec.model_version, mv)
+
+    def observe() -> tuple[dict[str, reconcile_deploy.Server], bool]:
+        servers = {}
+        for server in backend.server_names(ns, name):
+            s = backend.observe_server(ns, name, server)
+            servers[server] = reconcile_deploy.Server(s.name, s.state, s.url, s.message)
+        return servers, backend.router_ready(ns, name)
+
+    servers, router_ready = await asyncio.to_thread(observe)
+    plan = reconcile_deploy.reconcile(reconcile_deploy.Observed(
+        ns, name, meta.get("generation", 0), spec, body.get("status") or {},
+        datetime.datetime.now(datetime.UTC), desired, servers, router_ready))
+
+    async def version_config(version: reconcile_deploy.Version) -> dict[str, Any] | None:
+        if version.signature is None:
+            other = await asyncio.to_thread(rt.kube.get, "ModelVersion", ns, version.name)
+            candidate = reconcile_deploy.desired_version(version.name, other)
+            if candidate.digest == version.digest:
+                version = candidate
+        return server_config(rt, ns, name, spec, version)
+
+    urls: dict[str, str | None] = {}
+    for server, version in plan.ensure:
+        config = await version_config(version)
+        state = await asyncio.to_thread(backend.ensure_server, ns, name, server, config)
+        urls[server] = state.url
+    if plan.routes is not None:
+        backends = [{"version": r["version"], "url": urls.get(r["server"]) or servers[r["server"]].url,
+                     "weight": r["weight"]} for r in plan.routes]
+        plan.status["url"] = await asyncio.to_thread(backend.route, ns, name, backends, spec.strategy.sticky_by)
+    for server in plan.stop:
+        await asyncio.to_thread(backend.stop_server, ns, name, server)
+    return plan_mod.Plan(plan.status, events=plan.events, requeue_after=plan.requeue_after)
+
+
+@kopf.daemon(common.GROUP, common.VERSION, KIND.plural, cancellation_timeout=5.0)
+async def deployment_daemon(stopped: Any, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    await loop.run(memo.runtime, KIND.kind, str(namespace), name, reconcile_once, stopped)
+
+
+@kopf.on.update(common.GROUP, common.VERSION, KIND.plural, field="spec")
+async def deployment_spec_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    memo.runtime.wake((KIND.kind, str(namespace), name))
+
+
+@kopf.on.delete(common.GROUP, common.VERSION, KIND.plural)
+async def deployment_deleted(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Local servers are state outside the cluster: stop them before the object goes."""
+    await asyncio.to_thread(memo.runtime.serving.stop_all, str(namespace), name)

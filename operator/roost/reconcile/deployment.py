@@ -1,0 +1,194 @@
+"""Deployment decisions: which version servers must run, how the router splits traffic, what stops.
+
+``Replace`` (this module's strategy today): the new version's server starts and becomes ready, the
+router sends it all traffic, and the old server stops after a drain period, so that a version switch
+fails no request. A Rejected version is never served: the current one keeps serving
+(``Stalled``/``VersionNotReady``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from roost.api import deployment
+from roost.reconcile import conditions
+from roost.reconcile.conditions import FALSE, TRUE, StatusBuilder
+from roost.reconcile.plan import Event
+
+DRAIN_SECONDS = 2.0
+POLL_SECONDS = 0.5
+HEALTH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Server:
+    """A version server the backend knows about (see ``execution.serving_local.ServerState``)."""
+
+    name: str
+    state: str  # Ready | Starting | Failed | Missing
+    url: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Version:
+    """A ModelVersion as the Deployment needs it."""
+
+    name: str
+    exists: bool
+    ready: bool
+    stalled_reason: str | None = None
+    message: str = ""
+    digest: str | None = None
+    artifact: dict[str, Any] | None = None
+    signature: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    namespace: str
+    name: str
+    generation: int
+    spec: deployment.DeploymentSpec
+    status: dict[str, Any]
+    now: datetime.datetime
+    desired: Version
+    servers: dict[str, Server]  # by server name
+    router_ready: bool = False
+
+
+@dataclass
+class ServingPlan:
+    status: dict[str, Any]
+    ensure: list[tuple[str, Version]] = field(default_factory=list)  # (server name, version) to keep running
+    routes: list[dict[str, Any]] | None = None  # [{"version", "server", "weight"}]; None = leave as is
+    stop: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+def server_name(version: str, digest: str) -> str:
+    """``<modelVersion>-<10 hex of the digest>``: a new artifact under a name gets a new server."""
+    return f"{version}-{digest.removeprefix('sha256:')[:10]}"[:63]
+
+
+def _now(now: datetime.datetime) -> str:
+    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reconcile(obs: Observed) -> ServingPlan:
+    """Decide servers, routes and status for one Deployment (see the module docstring)."""
+    b = StatusBuilder(obs.status, obs.generation, obs.now)
+    stable: dict[str, Any] = obs.status.get("stable") or {}
+    stable_server = server_name(stable["modelVersion"], stable["digest"]) if stable else None
+    plan = ServingPlan(b.status, requeue_after=HEALTH_SECONDS)
+    if stable_server:
+        stable_version = Version(stable["modelVersion"], True, True, digest=stable["digest"],
+                                 artifact={"uri": stable.get("artifactURI"), "digest": stable["digest"]})
+        plan.ensure.append((stable_server, stable_version))
+    serving = stable_server is not None and obs.servers.get(stable_server, Server("", "Missing")).state == "Ready"
+    draining = dict((obs.status.get("backend") or {}).get("draining") or {})
+
+    d = obs.desired
+    if not d.exists or not d.ready:
+        if d.exists and d.stalled_reason:
+            reason, message = "VersionNotReady", f"ModelVersion {d.name} is {d.stalled_reason}: {d.message}"
+            b.stalled(reason, message + (f"; still serving {stable['modelVersion']}" if stable else ""))
+            plan.events.append(Event("Warning", reason, message))
+        else:
+            what = "does not exist" if not d.exists else "is not Ready"
+            b.progressing("WaitingForModelVersion", f"ModelVersion {d.name} {what}")
+        _availability(b, stable, serving)
+        return _finish(obs, b, plan, draining)
+
+    assert d.digest is not None
+    target = server_name(d.name, d.digest)
+    if target != stable_server:
+        plan.ensure.append((target, d))
+    target_state = obs.servers.get(target, Server(target, "Missing"))
+
+    if target_state.state == "Failed":
+        message = f"the server for {d.name} failed: {target_state.message}"
+        b.stalled("ServerFailed", message + (f"; still serving {stable['modelVersion']}" if stable else ""))
+        plan.stop.append(target)
+        plan.ensure = [e for e in plan.ensure if e[0] != target]
+        plan.events.append(Event("Warning", "ServerFailed", message))
+        _availability(b, stable, serving)
+        return _finish(obs, b, plan, draining)
+
+    if target_state.state != "Ready":
+        b.progressing("Starting", f"starting the server for {d.name}: {target_state.message}")
+        _availability(b, stable, serving)
+        plan.requeue_after = POLL_SECONDS
+        return _finish(obs, b, plan, draining)
+
+    # The target serves: route all traffic to it, and drain whatever served before.
+    plan.routes = [{"version": d.name, "server": target, "weight": 100}]
+    if stable_server and stable_server != target:
+        draining.setdefault(stable_server, _now(obs.now))
+        plan.events.append(Event("Normal", "Promoted", f"Switched traffic from {stable['modelVersion']} to {d.name}"))
+    elif not stable:
+        plan.events.append(Event("Normal", "Serving", f"Serving {d.name} ({d.digest[:19]})"))
+    b.status["stable"] = {"modelVersion": d.name, "digest": d.digest, "readyReplicas": 1, "weight": 100,
+                          "artifactURI": (d.artifact or {}).get("uri")}
+    b.status["canary"] = None
+    if not obs.router_ready:
+        b.progressing("Routing", "waiting for the router to answer")
+        b.condition("Available", FALSE, "Routing", "the router is starting")
+        plan.requeue_after = POLL_SECONDS
+        return _finish(obs, b, plan, draining)
+    b.condition("Available", TRUE, "Serving", f"{d.name} serves")
+    b.ready("Serving", f"{d.name} ({d.digest[:19]}) serves all traffic")
+    b.condition("RolledBack", FALSE, "Serving", "")
+    return _finish(obs, b, plan, draining)
+
+
+def _availability(b: StatusBuilder, stable: dict[str, Any] | None, serving: bool) -> None:
+    if stable and serving:
+        b.condition("Available", TRUE, "Serving", f"{stable['modelVersion']} serves")
+    else:
+        b.condition("Available", FALSE, "NothingServing", "no version serves yet")
+
+
+def _finish(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[str, str]) -> ServingPlan:
+    keep = {name for name, _ in plan.ensure}
+    for name in list(draining):
+        if name in keep:
+            draining.pop(name)
+            continue
+        since = datetime.datetime.fromisoformat(draining[name].replace("Z", "+00:00"))
+        if (obs.now - since).total_seconds() >= DRAIN_SECONDS:
+            plan.stop.append(name)
+            draining.pop(name)
+        else:
+            keep.add(name)
+            plan.requeue_after = min(plan.requeue_after or DRAIN_SECONDS, DRAIN_SECONDS)
+    for name in obs.servers:
+        if name not in keep and name not in plan.stop:
+            plan.stop.append(name)
+    backend = dict(obs.status.get("backend") or {})
+    backend["draining"] = draining or None
+    backend["servers"] = sorted(keep) or None
+    b.status["backend"] = {k: v for k, v in backend.items() if v is not None} or None
+    plan.status = b.build()
+    return plan
+
+
+def desired_version(name: str, mv: dict[str, Any] | None) -> Version:
+    """Read a ModelVersion object into what the Deployment needs."""
+    if mv is None:
+        return Version(name, exists=False, ready=False)
+    status = mv.get("status") or {}
+    conds = status.get("conditions", [])
+    stalled = conditions.get(conds, "Stalled")
+    ready = conditions.is_true(conds, "Ready")
+    artifact = status.get("artifact") or {}
+    return Version(
+        name, exists=True, ready=ready and bool(artifact.get("verified")),
+        stalled_reason=stalled["reason"] if stalled and stalled["status"] == TRUE else None,
+        message=(stalled or {}).get("message", ""), digest=artifact.get("digest"),
+        artifact={"uri": artifact.get("uri"), "digest": artifact.get("digest")} if artifact else None,
+        signature=status.get("signature"),
+    )

@@ -1,0 +1,384 @@
+"""The request log: one row per inference request, written to the store as Parquet batches.
+
+Canary analysis (error rate, latency, prediction shift per version) and drift detection (live inputs
+against the training profile) both read it, on either backend, so it lives in the artifact store rather
+than in a Pod's memory or in Prometheus. The request path only appends a small entry to an in-memory
+buffer; a background thread encodes and writes batches, so a slow or unreachable store never slows a
+prediction. Memory is bounded: at most ``maxBufferedRows`` rows are held (buffered plus being written);
+beyond that the oldest are dropped and counted (``roost_requestlog_dropped_total``). A graceful shutdown
+(SIGTERM -> uvicorn drains requests -> lifespan shutdown -> :meth:`RequestLog.close`) writes every row
+still held, so nothing accepted into the log is lost while the store is reachable.
+
+Layout: ``<uri>/<YYYYmmddTHHMMSS>-<uuid4 hex>.parquet`` (UTC flush time), one file per batch, each
+written atomically by :meth:`roost.storage.store.Store.write_bytes`. Schema (:data:`SCHEMA`):
+
+======================  =========  =====================================================================
+column                  type       meaning
+======================  =========  =====================================================================
+``time``                float64    when the request arrived, epoch seconds
+``model``               string     the served model name (the roost.dev Deployment's name)
+``model_version``       string     the ModelVersion that answered
+``digest``              string     the artifact's ``sha256:<hex>``
+``endpoint``            string     ``v1/predict``, ``v1/predict_proba`` or ``v2/infer``
+``status``              int64      the HTTP status answered
+``latency_ms``          float64    time from arrival to response, milliseconds
+``request_id``          string     the V2 ``id``, else the ``x-request-id`` header, else a uuid4 hex
+``rows``                int64      rows predicted (0 when the request was refused)
+``inputs``              string     sampled and answered: JSON ``{"<input>": [value per row], ...}``
+                                   (columnar, signature order); else null
+``outputs``             string     sampled and answered: JSON ``[prediction per row]`` (class labels or
+                                   values; for probability-only requests the most probable class);
+                                   else null
+``error``               string     the error message of a refused or failed request; else null
+======================  =========  =====================================================================
+
+``json.loads(inputs)`` loads straight into ``pandas.DataFrame``; :func:`read_log` concatenates batches.
+"""
+
+from __future__ import annotations
+
+import calendar
+import collections
+import io
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from roost import errors
+from roost.storage import store as store_mod
+
+log = logging.getLogger("roost.serving.requestlog")
+
+SCHEMA = pa.schema(
+    [
+        ("time", pa.float64()),
+        ("model", pa.string()),
+        ("model_version", pa.string()),
+        ("digest", pa.string()),
+        ("endpoint", pa.string()),
+        ("status", pa.int64()),
+        ("latency_ms", pa.float64()),
+        ("request_id", pa.string()),
+        ("rows", pa.int64()),
+        ("inputs", pa.string()),
+        ("outputs", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+_FINAL_FLUSH_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class RequestLogConfig:
+    """``requestLog`` of the server config.
+
+    Attributes:
+        uri: prefix under which Parquet batches go, e.g. ``file:///var/roost/requestlog/ns/deploy/v1``.
+        sample_rate: share (0..1) of requests whose inputs and outputs are kept; every request gets a row.
+        flush_interval: seconds between writes of whatever is buffered.
+        flush_rows: write as soon as this many rows are buffered.
+        max_buffered_rows: memory bound; the oldest rows are dropped beyond it.
+    """
+
+    uri: str
+    sample_rate: float = 1.0
+    flush_interval: float = 5.0
+    flush_rows: int = 1000
+    max_buffered_rows: int = 100_000
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RequestLogConfig:
+        """Parse ``{"uri", "sampleRate", "flushInterval", "flushRows", "maxBufferedRows"}``.
+
+        Raises:
+            ValueError: ``uri`` missing or a number out of range.
+        """
+        uri = data.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise ValueError("requestLog.uri is required")
+        cfg = cls(
+            uri=uri.rstrip("/"),
+            sample_rate=float(data.get("sampleRate", cls.sample_rate)),
+            flush_interval=float(data.get("flushInterval", cls.flush_interval)),
+            flush_rows=int(data.get("flushRows", cls.flush_rows)),
+            max_buffered_rows=int(data.get("maxBufferedRows", cls.max_buffered_rows)),
+        )
+        if not 0.0 <= cfg.sample_rate <= 1.0:
+            raise ValueError(f"requestLog.sampleRate must be within 0..1, got {cfg.sample_rate}")
+        if cfg.flush_interval <= 0 or cfg.flush_rows < 1 or cfg.max_buffered_rows < 1:
+            raise ValueError("requestLog.flushInterval, flushRows and maxBufferedRows must be positive")
+        return cfg
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One request, as the server hands it over. Encoding to JSON happens later, off the request path.
+
+    ``inputs`` is the validated DataFrame (or a mapping of input name to values), ``outputs`` the
+    predictions array; both ``None`` when the request was not sampled or not answered.
+    """
+
+    time: float
+    endpoint: str
+    status: int
+    latency_ms: float
+    request_id: str
+    rows: int
+    inputs: Any = None
+    outputs: Any = None
+    error: str | None = None
+
+
+class RequestLog:
+    """A bounded buffer of :class:`Entry` and the thread that writes it to the store in Parquet batches.
+
+    Thread-safe: :meth:`record` is called from the event loop, writing happens on a daemon thread.
+    """
+
+    def __init__(
+        self,
+        store: store_mod.Store,
+        config: RequestLogConfig,
+        *,
+        model: str,
+        model_version: str,
+        digest: str,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self._constants = (model, model_version, digest)
+        self._on_drop = on_drop
+        self._buffer: collections.deque[Entry] = collections.deque()
+        self._inflight = 0
+        self._lock = threading.Lock()  # guards the buffer and counters
+        self._flush_lock = threading.Lock()  # one batch write at a time
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._failing = False
+        self.dropped = 0
+        self.written = 0
+        self.batches = 0
+
+    @property
+    def buffered(self) -> int:
+        """Rows held in memory (waiting or being written)."""
+        return len(self._buffer) + self._inflight
+
+    # ----- request path ------------------------------------------------------------------------
+    def record(self, entry: Entry) -> bool:
+        """Accept ``entry`` into the buffer; return False when it was dropped instead (log closed).
+
+        When the buffer is full the oldest waiting row is dropped (or, if every held row is being
+        written right now, this one), and counted in :attr:`dropped` and ``on_drop``.
+        """
+        accepted = False
+        dropped = 0
+        with self._lock:
+            if self._closed:
+                dropped = 1
+            elif len(self._buffer) + self._inflight < self.config.max_buffered_rows:
+                self._buffer.append(entry)
+                accepted = True
+            elif self._buffer:  # full: drop the oldest waiting row
+                self._buffer.popleft()
+                self._buffer.append(entry)
+                accepted = True
+                dropped = 1
+            else:  # full, and every held row is being written: drop this one
+                dropped = 1
+            if len(self._buffer) >= self.config.flush_rows:
+                self._wake.set()
+            self.dropped += dropped
+        if dropped and self._on_drop is not None:
+            self._on_drop(dropped)
+        return accepted
+
+    # ----- writer ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background writer (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="roost-requestlog", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the writer and write everything still held (retrying a few times).
+
+        Rows that cannot be written after the retries are reported in the log as lost.
+        """
+        with self._lock:
+            self._closed = True
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for attempt in range(_FINAL_FLUSH_ATTEMPTS):
+            if self.flush():
+                return
+            time.sleep(0.2 * (attempt + 1))
+        log.error("Lost %d request-log rows: the store %s stayed unreachable", self.buffered, self.config.uri)
+
+    def flush(self) -> bool:
+        """Write every waiting row as one Parquet batch now; return False when the store refused it.
+
+        On failure the rows go back to the front of the buffer (oldest first), to be retried.
+        """
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
+        with self._lock:
+            batch = list(self._buffer)
+            self._buffer.clear()
+            self._inflight = len(batch)
+        if not batch:
+            return True
+        try:
+            data = encode_batch(batch, *self._constants)
+        except Exception:  # a bug in encoding must not wedge the buffer: drop the batch, loudly
+            log.exception("Dropped %d request-log rows that could not be encoded", len(batch))
+            with self._lock:
+                self._inflight = 0
+                self.dropped += len(batch)
+            if self._on_drop is not None:
+                self._on_drop(len(batch))
+            return True
+        uri = batch_uri(self.config.uri)
+        try:
+            self.store.write_bytes(uri, data)
+        except errors.RoostError as e:
+            with self._lock:
+                self._buffer.extendleft(reversed(batch))
+                self._inflight = 0
+            if not self._failing:
+                log.warning("Failed to write request log batch (%d rows), will retry: %s", len(batch), e)
+            self._failing = True
+            return False
+        with self._lock:
+            self._inflight = 0
+            self.written += len(batch)
+            self.batches += 1
+        if self._failing:
+            log.info("Wrote request log batch to %s after failures", uri)
+        self._failing = False
+        return True
+
+    def _run(self) -> None:
+        interval = self.config.flush_interval
+        due = time.monotonic() + interval
+        while not self._stopping.is_set():
+            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            now = time.monotonic()
+            waiting = len(self._buffer)
+            full = waiting >= self.config.flush_rows and not self._failing
+            if not full and now < due:
+                continue
+            due = now + interval
+            if waiting:
+                self.flush()
+
+
+def batch_uri(prefix: str, now: float | None = None) -> str:
+    """``<prefix>/<YYYYmmddTHHMMSS>-<uuid4 hex>.parquet`` (UTC)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{prefix.rstrip('/')}/{stamp}-{uuid.uuid4().hex}.parquet"
+
+
+def encode_batch(entries: list[Entry], model: str, model_version: str, digest: str) -> bytes:
+    """Parquet bytes (:data:`SCHEMA`) for ``entries``."""
+    n = len(entries)
+    columns: dict[str, list[Any]] = {
+        "time": [e.time for e in entries],
+        "model": [model] * n,
+        "model_version": [model_version] * n,
+        "digest": [digest] * n,
+        "endpoint": [e.endpoint for e in entries],
+        "status": [e.status for e in entries],
+        "latency_ms": [e.latency_ms for e in entries],
+        "request_id": [e.request_id for e in entries],
+        "rows": [e.rows for e in entries],
+        "inputs": [_inputs_json(e.inputs) for e in entries],
+        "outputs": [_outputs_json(e.outputs) for e in entries],
+        "error": [e.error for e in entries],
+    }
+    table = pa.Table.from_pydict(columns, schema=SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return str(value)
+
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _inputs_json(inputs: Any) -> str | None:
+    if inputs is None:
+        return None
+    if isinstance(inputs, pd.DataFrame):
+        inputs = inputs.to_dict(orient="list")
+    return orjson.dumps(inputs, default=_json_default, option=_JSON_OPTIONS).decode()
+
+
+def _outputs_json(outputs: Any) -> str | None:
+    if outputs is None:
+        return None
+    if isinstance(outputs, np.ndarray) and not (outputs.dtype.kind in "fiub" and outputs.flags.c_contiguous):
+        outputs = outputs.tolist()
+    return orjson.dumps(outputs, default=_json_default, option=_JSON_OPTIONS).decode()
+
+
+def read_log(store: store_mod.Store, uri_prefix: str, since: float | None = None) -> pd.DataFrame:
+    """Every row logged under ``uri_prefix`` (all batches, ordered by ``time``), as a DataFrame.
+
+    Args:
+        store: the store the server writes to.
+        uri_prefix: the ``requestLog.uri`` of one server (one model version).
+        since: keep rows with ``time >= since`` (epoch seconds); batches flushed earlier are not read.
+
+    Returns:
+        A DataFrame with the :data:`SCHEMA` columns (empty, with those columns, when nothing is logged).
+    """
+    tables = []
+    for uri in store.list(uri_prefix):
+        name = uri.rsplit("/", 1)[-1]
+        if not name.endswith(".parquet"):
+            continue  # a temporary name of a write in progress
+        if since is not None and _flushed_before(name, since):
+            continue
+        with store.open(uri) as f:
+            tables.append(pq.read_table(f, schema=SCHEMA))
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    frame: pd.DataFrame = table.to_pandas()
+    if since is not None:
+        frame = frame[frame["time"] >= since]
+    return frame.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def _flushed_before(name: str, since: float) -> bool:
+    """Whether batch ``name`` was written (so all its rows arrived) before ``since``."""
+    try:
+        stamp = time.strptime(name.split("-", 1)[0], "%Y%m%dT%H%M%S")
+    except ValueError:
+        return False
+    return calendar.timegm(stamp) + 1 <= since

@@ -1,0 +1,589 @@
+"""``roost serve``: the model server of one ModelVersion, speaking KServe V1 and the Open Inference Protocol.
+
+It exists so that every backend (local processes, Kubernetes Pods) serves a model the same way: load
+the artifact from the store, refuse it unless its sha256 and its types check out, then answer
+predictions over HTTP with Prometheus metrics and a request log that canary analysis and drift
+detection read from the store. One process serves one version; switching versions without dropping a
+request is the router's job (:mod:`roost.serving.router`).
+
+Endpoints (``<name>`` is the roost.dev Deployment's name, ``modelName`` in the config):
+
+==========================================  ==================================================================
+``POST /v1/models/<name>:predict``          KServe V1: ``{"instances": [...]}`` -> ``{"predictions": [...]}``
+``POST /v1/models/<name>:predict_proba``    KServe V1: probabilities per class, ``[[p, ...], ...]``
+``GET  /v1/models/<name>``                  KServe V1: ``{"name", "ready": true}``
+``GET  /v2``, ``/v2/health/live|ready``     Open Inference Protocol: server metadata and health
+``GET  /v2/models/<name>[/ready]``          Open Inference Protocol: model metadata / readiness
+``POST /v2/models/<name>/infer``            Open Inference Protocol: typed tensors in and out
+``.../v2/models/<name>/versions/<v>/...``   the same, pinned to a version (404 unless ``<v>`` is served)
+``GET  /metrics``                           Prometheus text format (:mod:`roost.serving.metrics`)
+==========================================  ==================================================================
+
+Status codes: 200; 400 for a body that breaks the protocol or the signature (``{"error": "..."}``
+naming the input and the problem); 404 for another model name or path; 405; 413 over
+``maxBodyBytes``; 500 when the model itself fails (the server keeps serving). Every response carries
+``x-roost-model-version``. Request parsing and response shapes live in :mod:`roost.serving.protocol`.
+
+Config (JSON file, ``main(config_path)``)::
+
+    {"modelName": "breast-cancer", "modelVersion": "breast-cancer-v1", "namespace": "default",
+     "artifact": {"uri": "file:///.../objects/sha256/<hex>", "digest": "sha256:<hex>"},
+     "signature": {"inputs": [...], "outputs": {...}, "target": "..."},
+     "store": "file:///var/roost",
+     "requestLog": {"uri": "file:///var/roost/requestlog/default/breast-cancer/breast-cancer-v1",
+                    "sampleRate": 1.0, "flushInterval": 5, "flushRows": 1000, "maxBufferedRows": 100000},
+     "host": "127.0.0.1", "port": 8080, "maxBodyBytes": 10485760}
+
+Exit codes of :func:`main`: 0 after a graceful shutdown (SIGTERM/SIGINT), 1 when the port cannot be
+bound, 2 for an unreadable config, 3 when the artifact is refused (``DigestMismatch``,
+``UntrustedType``, ``InvalidArtifact``, ``SignatureMismatch``, not found) — then nothing is served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import logging
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio.to_thread
+import numpy as np
+import orjson
+import pandas as pd
+import uvicorn
+from numpy.typing import NDArray
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from roost import errors
+from roost.serving import metrics as metrics_mod
+from roost.serving import protocol, requestlog
+from roost.storage import models
+from roost.storage import store as store_mod
+
+log = logging.getLogger("roost.serving.server")
+
+VERSION_HEADER: Final = "x-roost-model-version"
+REQUEST_ID_HEADER: Final = "x-request-id"
+DEFAULT_MAX_BODY_BYTES: Final = 10 * 1024 * 1024
+DEFAULT_PORT: Final = 8080
+GRACEFUL_SHUTDOWN_SECONDS: Final = 25  # under Kubernetes' default 30 s termination grace period
+
+# endpoint labels, in metrics and in the request log
+V1_PREDICT: Final = "v1/predict"
+V1_PREDICT_PROBA: Final = "v1/predict_proba"
+V2_INFER: Final = "v2/infer"
+
+EXIT_OK, EXIT_BIND, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+CLIENT_CLOSED_REQUEST: Final = 499  # nginx's status for a client that went away; logged, never sent
+
+_JSON: Final = "application/json"
+_DUMPS_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
+
+
+# ----- configuration -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerConfig:
+    """The server's JSON config (see the module docstring for the file shape)."""
+
+    model_name: str
+    model_version: str
+    namespace: str
+    artifact_uri: str
+    artifact_digest: str
+    signature: protocol.Signature
+    store: str
+    request_log: requestlog.RequestLogConfig | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServerConfig:
+        """Parse the camelCase config object.
+
+        Raises:
+            ValueError: a required field is missing or malformed.
+        """
+        def text(key: str, value: Any) -> str:
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{key} must be a non-empty string")
+            return value
+
+        artifact = data.get("artifact")
+        if not isinstance(artifact, Mapping):
+            raise ValueError("artifact must be an object with uri and digest")
+        signature = data.get("signature")
+        if not isinstance(signature, Mapping):
+            raise ValueError("signature must be an object")
+        raw_log = data.get("requestLog")
+        max_body = int(data.get("maxBodyBytes") or DEFAULT_MAX_BODY_BYTES)
+        if max_body < 1:
+            raise ValueError("maxBodyBytes must be positive")
+        return cls(
+            model_name=text("modelName", data.get("modelName")),
+            model_version=text("modelVersion", data.get("modelVersion")),
+            namespace=str(data.get("namespace") or "default"),
+            artifact_uri=text("artifact.uri", artifact.get("uri")),
+            artifact_digest=text("artifact.digest", artifact.get("digest")),
+            signature=protocol.Signature.from_dict(signature),
+            store=text("store", data.get("store")),
+            request_log=requestlog.RequestLogConfig.from_dict(raw_log) if raw_log else None,
+            host=str(data.get("host") or "127.0.0.1"),
+            port=int(data.get("port", DEFAULT_PORT)),
+            max_body_bytes=max_body,
+        )
+
+
+def load_config(path: str) -> ServerConfig:
+    """Read and parse the config file at ``path``.
+
+    Raises:
+        OSError: unreadable file.
+        ValueError: not JSON, or not a valid config.
+    """
+    with open(path, "rb") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError("the config must be a JSON object")
+    return ServerConfig.from_dict(data)
+
+
+# ----- the model -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Model:
+    """A loaded, verified estimator and its signature; what the endpoints predict with."""
+
+    estimator: Any
+    signature: protocol.Signature
+    digest: str
+
+    @property
+    def has_proba(self) -> bool:
+        return self.signature.is_classifier and hasattr(self.estimator, "predict_proba")
+
+    def predict(
+        self, frame: pd.DataFrame, *, labels: bool, proba: bool
+    ) -> tuple[NDArray[Any], NDArray[Any] | None]:
+        """Predict ``frame`` (N rows in signature order).
+
+        Returns:
+            ``(labels [N], probabilities [N, n_classes] or None)``. When only probabilities are asked
+            for, the labels are the most probable classes (what the request log and metrics record).
+        """
+        probabilities = np.asarray(self.estimator.predict_proba(frame)) if proba else None
+        if labels or probabilities is None:
+            predicted = np.asarray(self.estimator.predict(frame))
+        else:
+            predicted = np.asarray(self.estimator.classes_)[np.argmax(probabilities, axis=1)]
+        return predicted, probabilities
+
+
+def load_model(store: store_mod.Store, config: ServerConfig) -> Model:
+    """Load the artifact, verifying its digest and types, and check it against the signature.
+
+    Raises:
+        roost.errors.PermanentError: reason ``DigestMismatch``, ``UntrustedType``, ``InvalidArtifact`` or
+            ``SignatureMismatch``.
+        roost.errors.ExternalError: reason ``NotFound`` or ``StoreUnreachable``.
+    """
+    estimator = models.load_verified(store, config.artifact_uri, config.artifact_digest)
+    check_signature(estimator, config.signature)
+    return Model(estimator, config.signature, config.artifact_digest)
+
+
+def check_signature(estimator: Any, signature: protocol.Signature) -> None:
+    """Refuse an estimator whose fitted columns or classes differ from the signature.
+
+    Raises:
+        roost.errors.PermanentError: reason ``SignatureMismatch``.
+    """
+    def mismatch(message: str) -> errors.PermanentError:
+        return errors.PermanentError("SignatureMismatch", message)
+
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None and [str(n) for n in fitted] != list(signature.names):
+        raise mismatch(f"the model was fitted on columns {list(fitted)[:5]}... but the signature lists "
+                       f"{list(signature.names)[:5]}...")
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is not None and n_features != len(signature.inputs):
+        raise mismatch(f"the model takes {n_features} features, the signature lists {len(signature.inputs)}")
+    if signature.is_classifier:
+        classes = getattr(estimator, "classes_", None)
+        if classes is None:
+            raise mismatch("the signature says classification but the model has no classes")
+        if np.asarray(classes).tolist() != list(signature.classes):
+            raise mismatch(f"the model's classes {np.asarray(classes).tolist()} differ from the signature's "
+                           f"{list(signature.classes)}")
+    if not hasattr(estimator, "predict"):
+        raise mismatch("the artifact has no predict method")
+
+
+# ----- the HTTP application ------------------------------------------------------------------------
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("roost")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+class _VersionHeader:
+    """Pure ASGI middleware adding ``x-roost-model-version`` to every response (lighter than
+    Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp, version: str) -> None:
+        self.app = app
+        self.header = (VERSION_HEADER.encode(), version.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+class _Service:
+    """The endpoints, bound to one model, its metrics and its request log."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        model: Model,
+        metrics: metrics_mod.ServerMetrics,
+        request_log: requestlog.RequestLog | None,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.metrics = metrics
+        self.request_log = request_log
+        self.sample_rate = config.request_log.sample_rate if config.request_log else 0.0
+        self.version_headers = {VERSION_HEADER: config.model_version}
+        self._server_metadata = orjson.dumps(protocol.server_metadata(_package_version()))
+        self._metadata = orjson.dumps(
+            protocol.model_metadata(
+                config.model_name, config.model_version, model.signature, has_proba=model.has_proba
+            )
+        )
+
+    # ----- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        content = body if isinstance(body, bytes) else orjson.dumps(body, option=_DUMPS_OPTIONS)
+        return Response(content, status, headers=headers, media_type=_JSON)
+
+    def check_name(self, request: Request) -> None:
+        name = request.path_params["name"]
+        if name != self.config.model_name:
+            raise protocol.not_found(name, self.config.model_name)
+        version = request.path_params.get("version")
+        if version is not None and version != self.config.model_version:
+            raise protocol.ProtocolError(
+                f"version {version!r} of model {name!r} not found; this server serves "
+                f"{self.config.model_version!r}", 404, "ModelNotFound",
+            )
+
+    async def read_json(self, request: Request) -> Any:
+        """The parsed body. Raises ProtocolError 413 over ``maxBodyBytes``, 400 for malformed JSON."""
+        limit = self.config.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise protocol.too_large(limit)
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise protocol.too_large(limit)
+            chunks.append(chunk)
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as e:
+            raise protocol.ProtocolError(f"malformed JSON: {e}") from e
+
+    # ----- inference -----------------------------------------------------------------------------
+    async def v1_predict(self, request: Request) -> Response:
+        return await self.infer(request, V1_PREDICT)
+
+    async def v1_predict_proba(self, request: Request) -> Response:
+        return await self.infer(request, V1_PREDICT_PROBA)
+
+    async def v2_infer(self, request: Request) -> Response:
+        return await self.infer(request, V2_INFER)
+
+    async def infer(self, request: Request, endpoint: str) -> Response:
+        """Serve one inference request; count it, time it and log it whatever its outcome."""
+        arrived = time.time()
+        start = time.perf_counter()
+        request_id: str | None = None
+        frame: pd.DataFrame | None = None
+        predicted: NDArray[Any] | None = None
+        error: str | None = None
+        try:
+            self.check_name(request)
+            payload = await self.read_json(request)
+            if endpoint == V2_INFER and isinstance(payload, dict) and isinstance(payload.get("id"), str):
+                request_id = payload["id"]  # known even when the rest of the request is refused
+            if endpoint == V2_INFER:
+                v2 = protocol.parse_v2_request(payload, self.model.signature, has_proba=self.model.has_proba)
+                frame = v2.frame
+                want_labels, want_proba = protocol.PREDICT in v2.outputs, protocol.PREDICT_PROBA in v2.outputs
+            else:
+                v1 = protocol.parse_v1_request(
+                    payload, self.model.signature, proba_verb=endpoint == V1_PREDICT_PROBA
+                )
+                frame = v1.frame
+                if v1.probabilities and not self.model.has_proba:
+                    name, task = self.config.model_name, self.model.signature.task
+                    raise protocol.ProtocolError(f"model {name!r} gives no probabilities ({task})")
+                want_labels, want_proba = endpoint == V1_PREDICT, v1.probabilities
+            labels, probabilities = await run_in_threadpool(
+                self.model.predict, frame, labels=want_labels, proba=want_proba
+            )
+            predicted = labels
+            request_id = request_id or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+            if endpoint == V2_INFER:
+                outputs: dict[str, NDArray[Any]] = {}
+                if want_labels:
+                    outputs[protocol.PREDICT] = labels
+                if probabilities is not None:
+                    outputs[protocol.PREDICT_PROBA] = probabilities
+                body: Any = protocol.build_v2_response(
+                    self.config.model_name, self.config.model_version, request_id, self.model.signature,
+                    outputs,
+                )
+            else:
+                body = protocol.build_v1_response(
+                    predicted if want_labels else None, probabilities, proba_verb=endpoint == V1_PREDICT_PROBA
+                )
+            content = orjson.dumps(body, option=_DUMPS_OPTIONS)
+            status = 200
+        except protocol.ProtocolError as e:
+            status, error = e.status, e.message
+        except ClientDisconnect:  # not the model's fault: kept out of the 5xx error rate
+            status, error = CLIENT_CLOSED_REQUEST, "the client disconnected before sending the whole body"
+        except Exception as e:  # the model (or a bug) failed: answer 500 and keep serving
+            log.exception("Failed to predict for request %s", request_id)
+            status, error = 500, f"prediction failed: {type(e).__name__}: {e}"
+        if error is not None:
+            content = orjson.dumps({"error": error})
+            predicted = None
+        request_id = request_id or request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        latency = time.perf_counter() - start
+        self.metrics.observe_request(endpoint, status, latency)
+        if predicted is not None:
+            self.metrics.observe_predictions(predicted)
+        if self.request_log is not None:
+            sampled = predicted is not None and (
+                self.sample_rate >= 1.0 or random.random() < self.sample_rate
+            )
+            self.request_log.record(
+                requestlog.Entry(
+                    time=arrived,
+                    endpoint=endpoint,
+                    status=status,
+                    latency_ms=latency * 1000.0,
+                    request_id=request_id,
+                    rows=len(frame) if frame is not None and predicted is not None else 0,
+                    inputs=frame if sampled else None,
+                    outputs=predicted if sampled else None,
+                    error=error,
+                )
+            )
+        return Response(content, status, headers={REQUEST_ID_HEADER: request_id}, media_type=_JSON)
+
+    # ----- metadata and health -------------------------------------------------------------------
+    async def v1_models(self, request: Request) -> Response:
+        return self.json({"models": [self.config.model_name]})
+
+    async def v1_model(self, request: Request) -> Response:
+        self.check_name(request)
+        return self.json({"name": self.config.model_name, "ready": True})
+
+    async def v2_server(self, request: Request) -> Response:
+        return self.json(self._server_metadata)
+
+    async def live(self, request: Request) -> Response:
+        return self.json({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        return self.json({"ready": True})
+
+    async def v2_model(self, request: Request) -> Response:
+        self.check_name(request)
+        return self.json(self._metadata)
+
+    async def v2_model_ready(self, request: Request) -> Response:
+        self.check_name(request)
+        return self.json({"name": self.config.model_name, "ready": True})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=metrics_mod.CONTENT_TYPE)
+
+
+async def _protocol_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, protocol.ProtocolError)
+    return _Service.json({"error": exc.message}, exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    body = {"error": f"{exc.detail}: {request.method} {request.url.path}"}
+    return _Service.json(body, exc.status_code, headers=exc.headers)  # 405 keeps its Allow header
+
+
+def _unexpected_error(version: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The 500 for an exception that escaped an endpoint. Starlette answers it from its outermost
+    middleware, outside :class:`_VersionHeader`, so the header is set here."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        log.error("Failed to serve %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        body = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+        return _Service.json(body, 500, headers={VERSION_HEADER: version})
+
+    return handle
+
+
+def create_app(
+    config: ServerConfig,
+    model: Model,
+    *,
+    store: store_mod.Store | None = None,
+    metrics: metrics_mod.ServerMetrics | None = None,
+) -> Starlette:
+    """The ASGI application serving ``model``.
+
+    The request log (when configured) starts with the app's lifespan and is flushed when it ends.
+    ``app.state.metrics`` and ``app.state.request_log`` expose both for callers and tests.
+    """
+    metrics = metrics or metrics_mod.ServerMetrics(
+        config.model_name, config.model_version, model.digest, classifier=model.signature.is_classifier
+    )
+    request_log = None
+    if config.request_log is not None:
+        request_log = requestlog.RequestLog(
+            store or store_mod.Store(config.store),
+            config.request_log,
+            model=config.model_name,
+            model_version=config.model_version,
+            digest=model.digest,
+            on_drop=metrics.requestlog_dropped.inc,
+        )
+        metrics.track_buffer(lambda: float(request_log.buffered) if request_log else 0.0)
+    service = _Service(config, model, metrics, request_log)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if request_log is not None:
+            request_log.start()
+        try:
+            yield
+        finally:
+            if request_log is not None:
+                await anyio.to_thread.run_sync(request_log.close)
+                log.info("Flushed request log: %d rows written, %d dropped",
+                         request_log.written, request_log.dropped)
+
+    routes = [
+        Route("/v1/models", service.v1_models, methods=["GET"]),
+        Route("/v1/models/{name}:predict", service.v1_predict, methods=["POST"]),
+        Route("/v1/models/{name}:predict_proba", service.v1_predict_proba, methods=["POST"]),
+        Route("/v1/models/{name}", service.v1_model, methods=["GET"]),
+        Route("/v2", service.v2_server, methods=["GET"]),
+        Route("/v2/health/live", service.live, methods=["GET"]),
+        Route("/v2/health/ready", service.ready, methods=["GET"]),
+        Route("/v2/models/{name}", service.v2_model, methods=["GET"]),
+        Route("/v2/models/{name}/ready", service.v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", service.v2_infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}", service.v2_model, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", service.v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/infer", service.v2_infer, methods=["POST"]),
+        Route("/metrics", service.metrics_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_VersionHeader, version=config.model_version)],
+        exception_handlers={
+            protocol.ProtocolError: _protocol_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error(config.model_version),
+        },
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.request_log = request_log
+    app.state.service = service
+    return app
+
+
+# ----- the process ---------------------------------------------------------------------------------
+def main(config_path: str) -> int:
+    """Run the model server until SIGTERM/SIGINT; return the process exit code.
+
+    The artifact is loaded and verified before the port is bound: a refused artifact is one log line
+    and exit code 3, and nothing listens.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = load_config(config_path)
+    except (OSError, ValueError) as e:
+        log.error("Refused config %s: %s", config_path, e)
+        return EXIT_CONFIG
+    try:
+        store = store_mod.Store(config.store)
+        model = load_model(store, config)
+    except errors.RoostError as e:
+        log.error("Refused to serve %s: %s: %s", config.model_version, e.reason, e.message)
+        return EXIT_REFUSED
+    except Exception as e:  # e.g. an fsspec protocol that is not installed
+        log.error("Refused to serve %s (%s): %s: %s", config.model_version, config.artifact_uri,
+                  type(e).__name__, e)
+        return EXIT_REFUSED
+    log.info("Loaded model %s version %s (%s)", config.model_name, config.model_version,
+             config.artifact_digest)
+    app = create_app(config, model, store=store)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=config.host, port=config.port, log_level="warning", access_log=False,
+            lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+    )
+    _keep_running_after_uvicorn_reraises_signals()
+    log.info("Serving %s on http://%s:%d", config.model_name, config.host, config.port)
+    try:
+        server.run()
+    except SystemExit as e:  # uvicorn exits this way when it cannot bind
+        return int(e.code) if isinstance(e.code, int) else EXIT_BIND
+    if not server.started:
+        return EXIT_BIND
+    log.info("Stopped serving %s", config.model_name)
+    return EXIT_OK
+
+
+def _keep_running_after_uvicorn_reraises_signals() -> None:
+    """After a graceful shutdown uvicorn re-raises SIGTERM/SIGINT to the previous handlers; with
+    Python's defaults that kills the process (exit -15) before :func:`main` can return. Handlers that
+    only note the signal let ``main`` return 0 once the request log is flushed."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: log.info("Received %s", signal.Signals(signum).name))

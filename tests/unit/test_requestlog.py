@@ -1,0 +1,155 @@
+"""The request log: Parquet batches in the store, bounded memory, nothing lost on close."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from roost.serving import requestlog
+from roost.storage import store as store_mod
+
+
+def entry(i: int, *, status: int = 200, sampled: bool = True, at: float | None = None) -> requestlog.Entry:
+    frame = pd.DataFrame({"a": [float(i), i + 0.5], "color": ["red", None]})
+    return requestlog.Entry(
+        time=at if at is not None else time.time(),
+        endpoint="v2/infer",
+        status=status,
+        latency_ms=1.5,
+        request_id=f"r{i}",
+        rows=2 if status == 200 else 0,
+        inputs=frame if sampled and status == 200 else None,
+        outputs=np.array([i, i + 1]) if sampled and status == 200 else None,
+        error=None if status == 200 else "bad input",
+    )
+
+
+def make_log(
+    root: str, uri: str, *, flush_rows: int = 1000, interval: float = 60.0, max_rows: int = 1000
+) -> tuple[requestlog.RequestLog, list[int]]:
+    drops: list[int] = []
+    config = requestlog.RequestLogConfig(
+        uri, flush_interval=interval, flush_rows=flush_rows, max_buffered_rows=max_rows
+    )
+    log = requestlog.RequestLog(
+        store_mod.Store(root),
+        config,
+        model="bc",
+        model_version="bc-v1",
+        digest="sha256:abc",
+        on_drop=drops.append,
+    )
+    return log, drops
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_config_reads_camel_case_and_checks_ranges() -> None:
+    config = requestlog.RequestLogConfig.from_dict(
+        {"uri": "file:///x/", "sampleRate": 0.5, "flushInterval": 2, "flushRows": 10, "maxBufferedRows": 20}
+    )
+    assert config == requestlog.RequestLogConfig("file:///x", 0.5, 2.0, 10, 20)
+    with pytest.raises(ValueError, match="sampleRate"):
+        requestlog.RequestLogConfig.from_dict({"uri": "file:///x", "sampleRate": 2})
+    with pytest.raises(ValueError, match="uri"):
+        requestlog.RequestLogConfig.from_dict({})
+
+
+def test_flushed_rows_read_back_with_schema_and_json_columns(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}"
+    log, _ = make_log(root, f"{root}/log")
+    log.record(entry(1))
+    log.record(entry(2, status=400))
+    log.record(entry(3, sampled=False))
+    assert log.flush()
+    frame = requestlog.read_log(store_mod.Store(root), f"{root}/log")
+    assert list(frame.columns) == requestlog.SCHEMA.names
+    assert frame["request_id"].tolist() == ["r1", "r2", "r3"]
+    assert frame["status"].tolist() == [200, 400, 200]
+    assert set(frame["model"]) == {"bc"} and set(frame["model_version"]) == {"bc-v1"}
+    first = frame.iloc[0]
+    assert json.loads(first["inputs"]) == {"a": [1.0, 1.5], "color": ["red", None]}
+    assert json.loads(first["outputs"]) == [1, 2]
+    assert pd.isna(frame.iloc[1]["inputs"]) and frame.iloc[1]["error"] == "bad input"
+    assert pd.isna(frame.iloc[2]["inputs"]) and frame.iloc[2]["rows"] == 2
+    names = [p.name for p in (tmp_path / "log").iterdir()]
+    assert len(names) == 1 and names[0].endswith(".parquet") and names[0][8] == "T"
+
+
+def test_background_writer_flushes_by_rows_and_by_interval(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}"
+    by_rows, _ = make_log(root, f"{root}/rows", flush_rows=3)
+    by_time, _ = make_log(root, f"{root}/time", interval=0.2)
+    by_rows.start()
+    by_time.start()
+    try:
+        for i in range(3):
+            by_rows.record(entry(i))
+        by_time.record(entry(9))
+        wait_for(lambda: by_rows.written == 3 and by_time.written == 1)
+    finally:
+        by_rows.close()
+        by_time.close()
+    assert len(requestlog.read_log(store_mod.Store(root), f"{root}/rows")) == 3
+
+
+def test_unwritable_store_bounds_the_buffer_drops_oldest_and_keeps_the_rest(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    root = f"file://{tmp_path}"
+    uri = f"{root}/blocker/log"
+    log, drops = make_log(root, uri, max_rows=5)
+    for i in range(8):
+        assert log.record(entry(i))
+    assert not log.flush()  # the store refuses: rows go back to the buffer
+    assert log.buffered == 5 and log.dropped == 3 and sum(drops) == 3
+    log.record(entry(8))
+    assert log.dropped == 4 and log.buffered == 5
+    blocker.unlink()  # the store is reachable again
+    log.close()
+    frame = requestlog.read_log(store_mod.Store(root), uri)
+    assert frame["request_id"].tolist() == ["r4", "r5", "r6", "r7", "r8"]  # the oldest were dropped
+
+
+def test_close_writes_everything_and_refuses_later_rows(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}"
+    log, drops = make_log(root, f"{root}/log")
+    log.start()
+    for i in range(7):
+        log.record(entry(i))
+    log.close()
+    assert not log.record(entry(99))
+    assert drops == [1]
+    assert len(requestlog.read_log(store_mod.Store(root), f"{root}/log")) == 7
+
+
+def test_read_log_filters_by_time_and_ignores_partial_writes(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}"
+    store = store_mod.Store(root)
+    assert list(requestlog.read_log(store, f"{root}/log").columns) == requestlog.SCHEMA.names
+    old = time.time() - 3600
+    store.write_bytes(
+        requestlog.batch_uri(f"{root}/log", now=old + 1),
+        requestlog.encode_batch([entry(1, at=old), entry(2, at=old + 1)], "bc", "bc-v1", "sha256:abc"),
+    )
+    store.write_bytes(
+        requestlog.batch_uri(f"{root}/log"),
+        requestlog.encode_batch([entry(3), entry(4)], "bc", "bc-v1", "sha256:abc"),
+    )
+    (tmp_path / "log" / "20990101T000000-x.parquet.tmp-123").write_bytes(b"partial")
+    assert len(requestlog.read_log(store, f"{root}/log")) == 4
+    recent = requestlog.read_log(store, f"{root}/log", since=old + 0.5)
+    assert recent["request_id"].tolist() == ["r2", "r3", "r4"]
+    assert requestlog.read_log(store, f"{root}/log", since=time.time() + 10).empty
