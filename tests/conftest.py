@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +66,36 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None,
                           check=check, timeout=60)
 
 
-class Operator:
-    """``roost run`` in a subprocess, logging to a file; restartable."""
+# Namespaces named ``tk-*`` belong to a test's own operator (the KubernetesExecutor tests run one with
+# ``-n <namespace>``); the session operator watches every other namespace (a kopf namespace pattern), so
+# two operators never reconcile the same object.
+PRIVATE_NAMESPACE_PREFIX = "tk-"
 
-    def __init__(self, kubeconfig: Path, workdir: Path) -> None:
+
+class Operator:
+    """``roost run`` in a subprocess, logging to a file; restartable.
+
+    Args:
+        args: ``roost run`` arguments; default: every namespace except ``tk-*``, local executor.
+        env: extra environment (e.g. ``ROOST_STORE`` for an s3:// store).
+    """
+
+    def __init__(self, kubeconfig: Path, workdir: Path,
+                 args: Sequence[str] = ("--namespace", f"!{PRIVATE_NAMESPACE_PREFIX}*"),
+                 env: Mapping[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
-        self.store = f"file://{workdir / 'store'}"
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.store = self.env.get("ROOST_STORE", f"file://{workdir / 'store'}")
         self.log = workdir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "ROOST_STATE_DIR": str(self.workdir / "state"),
-               "ROOST_STORE": self.store, "PYTHONUNBUFFERED": "1"}
+               "ROOST_STORE": self.store, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "roost.cli", "run", "-A"], env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "roost.cli", "run", *self.args], env=env,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def stop(self, kill: bool = False) -> None:

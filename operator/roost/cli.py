@@ -79,6 +79,12 @@ def _router(args: argparse.Namespace) -> int:
     return code
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from roost import demo
+
+    return demo.main(stop=args.down)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roost", description="GitOps for the life of machine-learning models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="artifact store root URI (default: $ROOST_STORE or a local folder)")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="run the quickstart on the local control plane (make demo)")
+    p.add_argument("--down", action="store_true", help="stop the operator, servers and control plane")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("worker", help="run one unit of work (used by executors)")
     p.add_argument("name")

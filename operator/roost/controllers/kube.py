@@ -6,6 +6,7 @@ mapped to :mod:`roost.errors`.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 from collections.abc import Iterator
@@ -37,7 +38,9 @@ def mapped_errors(what: str) -> Iterator[None]:
 class Kube:
     """Typed-enough access to Roost objects and the few core objects the operator touches."""
 
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    def __init__(self, api_client: client.ApiClient | None = None, kubeconfig: str | None = None) -> None:
+        if api_client is None and kubeconfig:
+            api_client = config.new_client_from_config(config_file=kubeconfig)
         if api_client is None:
             try:
                 config.load_incluster_config()
@@ -69,6 +72,45 @@ class Kube:
                 common.GROUP, common.VERSION, namespace, self._plural(kind))
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+    def apply(self, namespace: str, manifest: dict[str, Any]) -> str:
+        """Create ``manifest`` or bring an existing object's spec to it; return created|configured|unchanged.
+
+        Immutable kinds refuse a changed spec (the API server's CEL rule), which surfaces as an error.
+        """
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        current = self.get(kind, namespace, name)
+        if current is None:
+            with mapped_errors(f"create {kind} {namespace}/{name}"):
+                self.custom.create_namespaced_custom_object(
+                    common.GROUP, common.VERSION, namespace, self._plural(kind), manifest)
+            return "created"
+        if all(current.get("spec", {}).get(k) == v for k, v in manifest.get("spec", {}).items()):
+            return "unchanged"
+        with mapped_errors(f"patch {kind} {namespace}/{name}"):
+            self.custom.patch_namespaced_custom_object(
+                common.GROUP, common.VERSION, namespace, self._plural(kind), name, {"spec": manifest["spec"]})
+        return "configured"
+
+    def ensure_namespace(self, name: str) -> None:
+        core = client.CoreV1Api(self.api_client)
+        try:
+            core.read_namespace(name)
+        except ApiException as e:
+            if e.status != 404:
+                with mapped_errors(f"read namespace {name}"):
+                    raise
+            with mapped_errors(f"create namespace {name}"):
+                core.create_namespace({"metadata": {"name": name}})
+
+    def events_for(self, namespace: str, name: str) -> builtins.list[dict[str, Any]]:
+        """Core/v1 Events whose involved object is ``name``, oldest first."""
+        core = client.CoreV1Api(self.api_client)
+        with mapped_errors(f"list events in {namespace}"):
+            events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        out = [{"type": e.type, "reason": e.reason, "message": e.message, "kind": e.involved_object.kind,
+                "time": str(e.last_timestamp or e.event_time or "")} for e in events.items]
+        return sorted(out, key=lambda e: e["time"])
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """JSON merge patch of ``status`` (keys set to None are removed)."""
