@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 
     return operator.main(
         executor=args.executor, namespaces=args.namespace, all_namespaces=args.all_namespaces,
-        store=args.store, standalone=True, verbose=args.verbose,
+        store=args.store, standalone=True, verbose=args.verbose, liveness=args.liveness,
     )
 
 
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-namespaces", "-A", action="store_true")
     p.add_argument("--store", help="artifact store root URI (default: $ROOST_STORE or a local folder)")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--liveness", help="serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="run the quickstart on the local control plane (make demo)")

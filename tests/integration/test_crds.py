@@ -179,3 +179,17 @@ def test_examples_parse_with_the_api_models() -> None:
         for doc in yaml.safe_load_all(path.read_text()):
             info = kinds.BY_KIND[doc["kind"]]
             info.spec.model_validate(doc["spec"])
+
+
+def test_install_manifests_are_accepted_by_the_api_server(kubeconfig: Path, api_client: Any) -> None:
+    core = client.CoreV1Api(api_client)
+    try:
+        core.create_namespace({"metadata": {"name": "roost-system"}})
+    except ApiException as e:
+        assert e.status == 409
+    result = kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k",
+                     str(REPO / "manifests"), check=False)
+    assert result.returncode == 0, result.stderr
+    for expected in ("clusterrole.rbac.authorization.k8s.io/roost-operator", "deployment.apps/roost-operator",
+                     "customresourcedefinition.apiextensions.k8s.io/datasets.roost.dev"):
+        assert expected in result.stdout

@@ -310,3 +310,19 @@ def test_bodies_over_the_router_limit_are_413(tmp_path: Path, model_servers: dic
     with servers.ThreadServer(router.create_app(str(path))) as running:
         response = httpx.post(f"{running.url}/v1/models/{MODEL}:predict", content=b"x" * 5000)
     assert response.status_code == 413 and "maxBodyBytes (1000 bytes)" in response.json()["error"]
+
+
+def test_mirror_backend_must_have_zero_weight() -> None:
+    with pytest.raises(ValueError, match="mirror"):
+        router.RouterConfig.from_dict({"modelName": "m", "backends": [
+            {"version": "v1", "url": "http://127.0.0.1:1", "weight": 100},
+            {"version": "v2", "url": "http://127.0.0.1:2", "weight": 10, "mirror": True}]})
+
+
+def test_mirror_is_never_a_retry_candidate() -> None:
+    config = router.RouterConfig.from_dict({"modelName": "m", "backends": [
+        {"version": "v1", "url": "http://127.0.0.1:1", "weight": 100},
+        {"version": "v2", "url": "http://127.0.0.1:2", "weight": 0, "mirror": True}]})
+    first = router.choose(config.backends, 0.5)
+    assert first is not None and first.version == "v1"
+    assert [b.version for b in router.candidates(config, None, first)] == ["v1"]

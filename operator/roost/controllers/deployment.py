@@ -9,14 +9,17 @@ from typing import Any
 import kopf
 import pydantic
 
+from roost import errors
 from roost.api import common, deployment
 from roost.controllers import dataset as dataset_controller
 from roost.controllers import loop
 from roost.controllers.runtime import Runtime
 from roost.reconcile import deployment as reconcile_deploy
 from roost.reconcile import plan as plan_mod
+from roost.reconcile.conditions import StatusBuilder
 
 KIND = deployment.KIND
+REFUSED_RETRY_SECONDS = 60.0
 
 
 def server_config(rt: Runtime, ns: str, name: str, spec: deployment.DeploymentSpec,
@@ -66,16 +69,25 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
         return server_config(rt, ns, name, spec, version)
 
     urls: dict[str, str | None] = {}
-    for server, version in plan.ensure:
-        config = await version_config(version)
-        state = await asyncio.to_thread(backend.ensure_server, ns, name, server, config)
-        urls[server] = state.url
-    if plan.routes is not None:
-        backends = [{"version": r["version"], "url": urls.get(r["server"]) or servers[r["server"]].url,
-                     "weight": r["weight"]} for r in plan.routes]
-        plan.status["url"] = await asyncio.to_thread(backend.route, ns, name, backends, spec.strategy.sticky_by)
-    for server in plan.stop:
-        await asyncio.to_thread(backend.stop_server, ns, name, server)
+    uid = meta.get("uid")
+    resources = spec.resources.to_wire() if spec.resources else None
+    try:
+        for server, version in plan.ensure:
+            config = await version_config(version)
+            state = await asyncio.to_thread(backend.ensure_server, ns, name, server, config,
+                                            replicas=spec.replicas, resources=resources, owner_uid=uid)
+            urls[server] = state.url
+        if plan.routes is not None:
+            backends = [{"version": r["version"], "url": urls.get(r["server"]) or servers[r["server"]].url,
+                         "weight": r["weight"]} for r in plan.routes]
+            plan.status["url"] = await asyncio.to_thread(backend.route, ns, name, backends,
+                                                         spec.strategy.sticky_by, owner_uid=uid)
+        for server in plan.stop:
+            await asyncio.to_thread(backend.stop_server, ns, name, server)
+    except errors.PermanentError as e:  # e.g. StoreNotShared: the backend refuses until the setup changes
+        b = StatusBuilder(body.get("status") or {}, meta.get("generation", 0))
+        b.stalled(e.reason, e.message)
+        return plan_mod.Plan(b.build(), requeue_after=REFUSED_RETRY_SECONDS)
     return plan_mod.Plan(plan.status, events=plan.events, requeue_after=plan.requeue_after)
 
 
@@ -91,5 +103,6 @@ async def deployment_spec_changed(namespace: str | None, name: str, memo: Any, *
 
 @kopf.on.delete(common.GROUP, common.VERSION, KIND.plural)
 async def deployment_deleted(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Local servers are state outside the cluster: stop them before the object goes."""
+    """Local servers are state outside the cluster: stop them before the object goes (in-cluster
+    children would be garbage-collected anyway; the Kubernetes backend deletes them sooner)."""
     await asyncio.to_thread(memo.runtime.serving.stop_all, str(namespace), name)

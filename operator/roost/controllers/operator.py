@@ -43,18 +43,20 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     store = store_mod.Store(config["store"])
     k = kube.Kube()
     if config["executor"] == "kubernetes":
-        from roost.execution import kube_jobs
+        from roost.execution import kube_jobs, serving_kube
 
         ex: Any = kube_jobs.KubernetesExecutor(k.api_client, store, image=config.get("image"))
+        serving: Any = serving_kube.KubernetesServing(k.api_client, store)
     else:
         ex = local.LocalExecutor(state_dir / "work", store.root, max_parallel=int(config.get("max_parallel", 2)))
-    memo.runtime = runtime.Runtime(store=store, executor=ex, kube=k, state_dir=state_dir,
-                                   serving=serving_local.LocalServing(state_dir / "serving", store.root))
+        serving = serving_local.LocalServing(state_dir / "serving", store.root)
+    memo.runtime = runtime.Runtime(store=store, executor=ex, kube=k, state_dir=state_dir, serving=serving)
 
 
 def main(executor: str = "local", namespaces: list[str] | None = None, all_namespaces: bool = False,
          store: str | None = None, standalone: bool = True, verbose: bool = False,
-         state_dir: Path | None = None, ready_flag: Any = None, stop_flag: Any = None) -> int:
+         state_dir: Path | None = None, ready_flag: Any = None, stop_flag: Any = None,
+         liveness: str | None = None) -> int:
     """Run the operator until interrupted; return an exit code.
 
     Args:
@@ -75,6 +77,6 @@ def main(executor: str = "local", namespaces: list[str] | None = None, all_names
     watched: list[str] = [] if clusterwide or not namespaces else list(namespaces)
     asyncio.run(kopf.operator(
         standalone=standalone, clusterwide=clusterwide, namespaces=watched,
-        memo=kopf.Memo(config=config), ready_flag=ready_flag, stop_flag=stop_flag,
+        memo=kopf.Memo(config=config), ready_flag=ready_flag, stop_flag=stop_flag, liveness_endpoint=liveness,
     ))
     return 0

@@ -114,12 +114,14 @@ class LocalServing:
             return ServerState(name, "Failed", None, f"refused to serve: {self._tail(d)}", restarts)
         return ServerState(name, "Starting", None, f"exited; restarting: {self._tail(d)}", restarts)
 
-    def ensure_server(self, namespace: str, deployment: str, name: str,
-                      config: dict[str, Any] | None) -> ServerState:
+    def ensure_server(self, namespace: str, deployment: str, name: str, config: dict[str, Any] | None, *,
+                      replicas: int = 1, resources: dict[str, Any] | None = None,
+                      owner_uid: str | None = None) -> ServerState:
         """Start the server ``name`` unless it runs; restart it with backoff when it died.
 
         ``config`` is the ``roost serve`` config without host/port (the backend picks a free port);
-        None reuses the config the server last ran with.
+        None reuses the config the server last ran with. ``replicas``, ``resources`` and ``owner_uid``
+        are for the Kubernetes backend: locally one process serves a version, without limits.
         """
         d = self._dir(namespace, deployment) / "servers" / name
         d.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,7 @@ class LocalServing:
 
     # ----- the router ------------------------------------------------------------------------
     def route(self, namespace: str, deployment: str, backends: list[dict[str, Any]],
-              sticky_by: str | None = None) -> str:
+              sticky_by: str | None = None, *, owner_uid: str | None = None) -> str:
         """Point the router at ``backends`` (``[{"version", "url", "weight"}]``), starting it if needed.
 
         Returns:

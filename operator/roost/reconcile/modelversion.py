@@ -58,7 +58,7 @@ def _job(obs: Observed, artifact: dict[str, Any], version: dict[str, Any], attem
         "artifact": {"uri": artifact["uri"], "digest": artifact["digest"]},
         "dataset": version,
         "task": (signature.get("outputs") or {}).get("task"),
-        "metrics": metrics or ["accuracy"],
+        "metrics": metrics,  # empty for an artifact source: the worker picks the model's task's default
         "gates": gates,
         "baselineMetrics": (obs.baseline or {}).get("metrics"),
         "maxRegression": gates.get("baseline", {}).get("maxRegression"),

@@ -32,6 +32,7 @@ backend may have read is safe to send again. Own endpoints: ``GET /healthz`` and
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import hashlib
@@ -43,6 +44,7 @@ import random
 import signal
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -84,6 +86,7 @@ class Backend:
     version: str
     url: str
     weight: int
+    mirror: bool = False  # shadow: gets a copy of every request; its answers are discarded
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,10 @@ class RouterConfig:
             weight = b.get("weight", 0)
             if type(weight) is not int or not 0 <= weight <= 100:
                 raise ValueError(f"backends[{i}].weight must be an integer within 0..100, got {weight!r}")
-            backends.append(Backend(b["version"], url.rstrip("/"), weight))
+            mirror = bool(b.get("mirror", False))
+            if mirror and weight:
+                raise ValueError(f"backends[{i}] is a mirror: its weight must be 0")
+            backends.append(Backend(b["version"], url.rstrip("/"), weight, mirror))
         sticky = data.get("stickyBy")
         header = None
         if sticky is not None:
@@ -225,7 +231,7 @@ def candidates(config: RouterConfig, previous: RouterConfig | None, first: Backe
     order += sorted((b for b in config.backends if b.weight > 0), key=lambda b: -b.weight)
     if previous is not None:
         order += sorted((b for b in previous.backends if b.weight > 0), key=lambda b: -b.weight)
-    order += [b for b in config.backends if b.weight == 0]
+    order += [b for b in config.backends if b.weight == 0 and not b.mirror]
     seen: set[str] = set()
     unique = []
     for b in order:
@@ -245,6 +251,17 @@ class Router:
         self.timeout = httpx.Timeout(timeout, connect=2.0)
         self.client: httpx.AsyncClient | None = None
         self._reloads_seen = 0
+        self._mirrors: set[asyncio.Task[None]] = set()
+
+    async def _mirror(self, backend: Backend, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                      body: bytes) -> None:
+        """Send a copy to a shadow backend; its answer (or failure) never reaches the client."""
+        assert self.client is not None
+        try:
+            response = await self.client.request(method, backend.url + target, headers=headers, content=body)
+            self.metrics.observe(backend.version, response.status_code)
+        except httpx.HTTPError:
+            self.metrics.observe(backend.version, 599)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -284,6 +301,9 @@ class Router:
             self.metrics.observe("none", 503)
             return _error(503, f"no backend of {config.model_name!r} has weight > 0")
         headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in _HOP_BY_HOP]
+        mirrors = [b for b in config.backends if b.mirror]
+        if mirrors and not any(k.lower() == b"x-request-id" for k, _ in headers):
+            headers.append((b"x-request-id", uuid.uuid4().hex.encode()))  # stable and shadow log the same id
         client_host = request.client.host if request.client else None
         if client_host:
             headers.append((b"x-forwarded-for", client_host.encode()))
@@ -294,6 +314,10 @@ class Router:
             target += "?" + query.decode("latin-1")
         failures = []
         assert self.client is not None, "the router's lifespan has not started"
+        for mirror in mirrors:
+            task = asyncio.create_task(self._mirror(mirror, request.method, target, headers, body))
+            self._mirrors.add(task)
+            task.add_done_callback(self._mirrors.discard)
         for attempt, backend in enumerate(candidates(config, self.watcher.previous, first)):
             if attempt:
                 self.metrics.retries.inc()

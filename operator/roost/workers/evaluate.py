@@ -34,7 +34,8 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
 
     Args:
         job: ``{"modelVersion": {"namespace", "name"}, "artifact": {"uri", "digest"}, "dataset":
-            <as for train>, "task": "classification" | "regression", "metrics": [name], "gates":
+            <as for train>, "task": "classification" | "regression" | None (then the model's own), "metrics":
+            [name] (default: the task's first metric), "gates":
             <Gates, camelCase: {"thresholds": [{"metric", "min"?, "max"?}], "baseline"?}>,
             "baselineMetrics": {name: float} | None, "maxRegression": [{"metric", "by"}] | None}``.
             ``maxRegression`` defaults to ``gates.baseline.maxRegression``.
@@ -56,13 +57,8 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
         roost.errors.ExternalError: the store could not be read (retried).
     """
     del output
-    task = str(job.get("task", ""))
     gates = _parse_gates(job.get("gates"))
     regressions = _regressions(job.get("maxRegression"), gates)
-    needed = _unique([
-        *job.get("metrics", []), *(t.metric for t in gates.thresholds), *(r.metric for r in regressions),
-    ])
-    _data.check_metrics(task, needed)
     try:
         artifact = job["artifact"]
         uri, digest = str(artifact["uri"]), str(artifact["digest"])
@@ -71,6 +67,12 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
 
     model = models.load_verified(store, uri, digest)
     log.info("Verified artifact %s", digest)
+    # An artifact registered from outside (source.artifact) has no run to say its task: the model does.
+    task = str(job.get("task") or task_of(model))
+    needed = _unique([
+        *job.get("metrics", []), *(t.metric for t in gates.thresholds), *(r.metric for r in regressions),
+    ]) or [_data.METRICS_BY_TASK.get(task, ("accuracy",))[0]]
+    _data.check_metrics(task, needed)
     fits = sk_base.is_classifier(model) if task == "classification" else sk_base.is_regressor(model)
     if not fits:
         raise errors.PermanentError(
@@ -99,6 +101,11 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
         result["message"] = "failed gates: " + "; ".join(f"{g['name']} ({g['message']})" for g in failed)
         log.info("Rejected model %s: %s", digest, result["message"])
     return result
+
+
+def task_of(model: Any) -> str:
+    """``classification`` for a classifier, else ``regression`` (a non-regressor is refused later)."""
+    return "classification" if sk_base.is_classifier(model) else "regression"
 
 
 def threshold_gate(threshold: modelversion.Threshold, value: float) -> dict[str, Any]:
