@@ -125,6 +125,9 @@ class ServedVersion(RoostModel):
     ready_replicas: int = Field(default=0, ge=0, description="Servers ready.")
     weight: int | None = Field(default=None, ge=0, le=100, description="Percent of traffic.")
     step: int | None = Field(default=None, ge=0, description="Index of the current canary step.")
+    start_time: str | None = Field(default=None, description="When the candidate started taking part (RFC 3339).")
+    step_start_time: str | None = Field(default=None, description="When the current step started (RFC 3339).")
+    mode: str | None = Field(default=None, description="Canary or Shadow, for the candidate.")
 
 
 class DeploymentStatus(common.CommonStatus):
@@ -135,6 +138,14 @@ class DeploymentStatus(common.CommonStatus):
     canary: ServedVersion | None = Field(default=None, description="The candidate under analysis.")
     analysis: dict[str, Any] | None = Field(
         default=None, description="The latest evidence per metric.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    rollback: dict[str, Any] | None = Field(
+        default=None, description="The last rollback: version, digest, time, reason and evidence.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    promotion: dict[str, Any] | None = Field(
+        default=None, description="The last promotion: version, digest, time, how and evidence.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     backend: dict[str, Any] | None = Field(

@@ -92,6 +92,13 @@ class Kube:
                 common.GROUP, common.VERSION, namespace, self._plural(kind), name, {"spec": manifest["spec"]})
         return "configured"
 
+    def annotate(self, kind: str, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge ``annotations`` into the object's metadata (never its spec)."""
+        with mapped_errors(f"annotate {kind} {namespace}/{name}"):
+            self.custom.patch_namespaced_custom_object(
+                common.GROUP, common.VERSION, namespace, self._plural(kind), name,
+                {"metadata": {"annotations": annotations}})
+
     def ensure_namespace(self, name: str) -> None:
         core = client.CoreV1Api(self.api_client)
         try:

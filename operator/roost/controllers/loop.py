@@ -130,6 +130,9 @@ async def _stall(rt: Runtime, body: dict[str, Any], status: dict[str, Any], erro
     meta = body["metadata"]
     b = StatusBuilder(status, meta.get("generation", 0))
     b.status["job"] = None
+    if conditions.get(b.status.get("conditions", []), "Succeeded") is not None:
+        # Bounded work (a TrainingRun) that can never start has failed; otherwise it is submitted again.
+        b.condition("Succeeded", conditions.FALSE, error.reason, error.message)
     b.stalled(error.reason, error.message)
     await asyncio.to_thread(rt.kube.patch_status, body["kind"], meta["namespace"], meta["name"], b.build())
     kopf.event(cast(Any, body), type="Warning", reason=error.reason, message=error.message[:1000])

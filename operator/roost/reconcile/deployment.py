@@ -1,9 +1,11 @@
 """Deployment decisions: which version servers must run, how the router splits traffic, what stops.
 
-``Replace`` (this module's strategy today): the new version's server starts and becomes ready, the
-router sends it all traffic, and the old server stops after a drain period, so that a version switch
-fails no request. A Rejected version is never served: the current one keeps serving
-(``Stalled``/``VersionNotReady``).
+``Replace``: the new version's server starts and becomes ready, the router sends it all traffic, and
+the old server stops after a drain period, so that a version switch fails no request. ``Canary`` and
+``Shadow``: the candidate runs beside the stable version and is judged on live traffic
+(:mod:`roost.reconcile.rollout` walks the steps); it is promoted on evidence or rolled back, and a
+rolled-back version is not tried again until the spec names another. A Rejected version is never
+served: the current one keeps serving (``Stalled``/``VersionNotReady``).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roost.api import deployment
-from roost.reconcile import conditions
+from roost.reconcile import conditions, rollout
 from roost.reconcile.conditions import FALSE, TRUE, StatusBuilder
 from roost.reconcile.plan import Event
 
 DRAIN_SECONDS = 2.0
 POLL_SECONDS = 0.5
+ANALYSIS_SECONDS = 2.0
 HEALTH_SECONDS = 5.0
 
 
@@ -57,6 +60,11 @@ class Observed:
     desired: Version
     servers: dict[str, Server]  # by server name
     router_ready: bool = False
+    verdict: rollout.Verdict = rollout.NO_ANALYSIS
+    candidate_requests: int = 0
+    promote_requested: bool = False
+    abort_requested: bool = False
+    analysis_evidence: dict[str, Any] | None = None
 
 
 @dataclass
@@ -108,6 +116,12 @@ def reconcile(obs: Observed) -> ServingPlan:
     if target != stable_server:
         plan.ensure.append((target, d))
     target_state = obs.servers.get(target, Server(target, "Missing"))
+    canary = obs.status.get("canary") or {}
+    if canary and target == stable_server:
+        plan.events.append(Event("Normal", "RolloutAborted",
+                                 f"spec.modelVersion is back to {d.name}: removed candidate {canary['modelVersion']}"))
+    elif stable and target != stable_server and obs.spec.strategy.type != deployment.StrategyType.REPLACE:
+        return _rollout(obs, b, plan, draining, stable, target, target_state)
 
     if target_state.state == "Failed":
         message = f"the server for {d.name} failed: {target_state.message}"
@@ -142,6 +156,97 @@ def reconcile(obs: Observed) -> ServingPlan:
     b.condition("Available", TRUE, "Serving", f"{d.name} serves")
     b.ready("Serving", f"{d.name} ({d.digest[:19]}) serves all traffic")
     b.condition("RolledBack", FALSE, "Serving", "")
+    return _finish(obs, b, plan, draining)
+
+
+def _rollback_record(version: Version, reason: str, message: str, obs: Observed) -> dict[str, Any]:
+    return {"modelVersion": version.name, "digest": version.digest, "time": _now(obs.now), "reason": reason,
+            "message": message, "evidence": obs.analysis_evidence}
+
+
+def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[str, str], stable: dict[str, Any],
+             target: str, target_state: Server) -> ServingPlan:
+    """A Canary or Shadow rollout of ``obs.desired`` against the stable version."""
+    d, stable_server = obs.desired, server_name(stable["modelVersion"], stable["digest"])
+    stable_route = {"version": stable["modelVersion"], "server": stable_server, "weight": 100}
+    serving = obs.servers.get(stable_server, Server("", "Missing")).state == "Ready"
+    _availability(b, stable, serving)
+    rolled_back = obs.status.get("rollback") or {}
+    if rolled_back.get("digest") == d.digest and rolled_back.get("modelVersion") == d.name:
+        plan.ensure = [e for e in plan.ensure if e[0] != target]
+        message = f"{d.name} was rolled back ({rolled_back.get('reason')}): {rolled_back.get('message', '')}"
+        b.stalled("RolledBack", message + f"; {stable['modelVersion']} serves")
+        b.condition("RolledBack", TRUE, str(rolled_back.get("reason") or "RolledBack"), message)
+        b.status["canary"] = None
+        plan.routes = [stable_route]
+        return _finish(obs, b, plan, draining)
+
+    canary = dict(obs.status.get("canary") or {})
+    if canary and canary.get("digest") != d.digest:  # the spec moved on to another candidate
+        plan.events.append(Event("Normal", "RolloutAborted", f"spec.modelVersion changed: removed candidate "
+                                                              f"{canary['modelVersion']}"))
+        canary = {}
+    mode = obs.spec.strategy.type.value
+    if target_state.state == "Failed":
+        message = f"the candidate {d.name} failed to start: {target_state.message}"
+        return _roll_back(obs, b, plan, draining, stable_route, target, "CandidateFailed", message)
+    if target_state.state != "Ready":
+        b.progressing("Starting", f"starting candidate {d.name} ({mode}): {target_state.message}")
+        b.status["canary"] = canary or None
+        plan.routes = [stable_route]
+        plan.requeue_after = POLL_SECONDS
+        return _finish(obs, b, plan, draining)
+    if not canary:
+        canary = {"modelVersion": d.name, "digest": d.digest, "step": 0, "weight": 0, "mode": mode,
+                  "startTime": rollout._stamp(obs.now), "stepStartTime": rollout._stamp(obs.now),
+                  "artifactURI": (d.artifact or {}).get("uri"), "readyReplicas": 1}
+        plan.events.append(Event("Normal", "RolloutStarted", f"Started a {mode} rollout of {d.name} against "
+                                                             f"{stable['modelVersion']}"))
+    outcome = rollout.advance(rollout.Observed(
+        obs.spec.strategy, obs.spec.paused, obs.now, canary, obs.candidate_requests, obs.verdict,
+        obs.promote_requested, obs.abort_requested))
+    plan.events += [Event(*e) for e in outcome.events]
+    if outcome.action == rollout.Action.ROLLBACK:
+        return _roll_back(obs, b, plan, draining, stable_route, target, outcome.reason, outcome.message)
+    if outcome.action == rollout.Action.PROMOTE:
+        plan.routes = [{"version": d.name, "server": target, "weight": 100}]
+        draining.setdefault(stable_server, _now(obs.now))
+        plan.ensure = [e for e in plan.ensure if e[0] != stable_server]
+        b.status["stable"] = {"modelVersion": d.name, "digest": d.digest, "readyReplicas": 1, "weight": 100,
+                              "artifactURI": (d.artifact or {}).get("uri")}
+        b.status["canary"] = None
+        b.status["promotion"] = {"modelVersion": d.name, "digest": d.digest, "time": _now(obs.now),
+                                 "from": stable["modelVersion"], "how": outcome.message,
+                                 "evidence": obs.analysis_evidence}
+        plan.events.append(Event("Normal", "Promoted", f"Promoted {d.name} over {stable['modelVersion']}: "
+                                                       f"{outcome.message}"))
+        b.condition("Available", TRUE, "Serving", f"{d.name} serves")
+        b.condition("RolledBack", FALSE, "Promoted", "")
+        b.ready("Promoted", f"{d.name} ({str(d.digest)[:19]}) promoted and serves all traffic")
+        return _finish(obs, b, plan, draining)
+    weight = int(outcome.canary.get("weight") or 0)
+    if mode == deployment.StrategyType.SHADOW.value:
+        plan.routes = [stable_route, {"version": d.name, "server": target, "weight": 0, "mirror": True}]
+    else:
+        plan.routes = [{**stable_route, "weight": 100 - weight},
+                       {"version": d.name, "server": target, "weight": weight}]
+    b.status["canary"] = outcome.canary
+    b.progressing(outcome.reason, outcome.message)
+    plan.requeue_after = ANALYSIS_SECONDS
+    return _finish(obs, b, plan, draining)
+
+
+def _roll_back(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[str, str],
+               stable_route: dict[str, Any], target: str, reason: str, message: str) -> ServingPlan:
+    d = obs.desired
+    plan.routes = [stable_route]
+    plan.ensure = [e for e in plan.ensure if e[0] != target]
+    b.status["canary"] = None
+    b.status["rollback"] = _rollback_record(d, reason, message, obs)
+    text = f"rolled back {d.name} ({reason}): {message}"
+    b.condition("RolledBack", TRUE, reason, text)
+    b.stalled("RolledBack", f"{text}; {stable_route['version']} serves")
+    plan.events.append(Event("Warning", "RolledBack", text))
     return _finish(obs, b, plan, draining)
 
 
