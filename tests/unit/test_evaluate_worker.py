@@ -67,6 +67,17 @@ def test_a_good_model_passes_its_gates_with_the_runs_own_numbers(
     assert result["testRows"] == 114
 
 
+def test_an_artifact_registered_without_a_run_is_judged_by_its_own_task(
+    store: store_mod.Store, dataset: dict[str, Any], trained: dict[str, Any],
+) -> None:
+    # A ModelVersion with source.artifact has no run signature to name the task or the metrics.
+    result = evaluate.run(evaluate_job(trained, dataset, task=None, metrics=[]), store, "unused")
+
+    assert result["ok"] is True
+    assert result["metrics"] == {"accuracy": trained["metrics"]["accuracy"]}
+    assert result["signature"]["outputs"]["task"] == "classification"
+
+
 def test_an_unreachable_threshold_rejects_the_model_naming_the_metric(
     store: store_mod.Store, dataset: dict[str, Any], trained: dict[str, Any],
 ) -> None:

@@ -98,6 +98,33 @@ def test_refresh_interval_fetches_again_when_due() -> None:
     assert cond(due.status, "Reconciling") == ("True", "Refreshing")
 
 
+def test_a_refresh_in_progress_keeps_the_current_version_ready() -> None:
+    spec = dataset.DatasetSpec.model_validate({"source": {"uri": "file:///d.csv"}, "target": "y",
+                                               "refreshInterval": "1h"})
+    status = rd.reconcile(observe({}, spec=spec)).status
+    ready = rd.reconcile(observe(status, UnitStatus(State.SUCCEEDED), RESULT, spec=spec)).status
+    later = NOW + datetime.timedelta(minutes=61)
+    refreshing = rd.reconcile(observe(ready, spec=spec, now=later)).status
+    running = rd.reconcile(observe(refreshing, UnitStatus(State.RUNNING, "pid 7"), spec=spec, now=later)).status
+    assert cond(running, "Ready") == ("True", "Profiled")
+    assert cond(running, "Reconciling") == ("True", "Fetching")
+    flaky = {"ok": False, "reason": "SourceUnreachable", "message": "connection refused"}
+    retrying = rd.reconcile(observe(running, UnitStatus(State.SUCCEEDED), flaky, spec=spec, now=later)).status
+    assert cond(retrying, "Ready") == ("True", "Profiled")
+    assert cond(retrying, "Reconciling") == ("True", "Retrying")
+
+
+def test_a_spec_change_while_a_unit_runs_starts_over_instead_of_recording_the_old_result() -> None:
+    status = rd.reconcile(observe({})).status
+    plan = rd.reconcile(observe(status, UnitStatus(State.SUCCEEDED), RESULT, generation=2))
+    assert plan.submit is not None and plan.submit.name != status["job"]
+    assert plan.status["job"] == plan.submit.name and plan.status["attempts"] == 1
+    assert "digest" not in plan.status and "observedGeneration" not in plan.status
+    assert cond(plan.status, "Reconciling") == ("True", "Fetching")
+    done = rd.reconcile(observe(plan.status, UnitStatus(State.SUCCEEDED), RESULT, generation=2))
+    assert cond(done.status, "Ready") == ("True", "Profiled") and done.status["observedGeneration"] == 2
+
+
 def test_changed_content_adds_a_version_to_history() -> None:
     status = rd.reconcile(observe({})).status
     first = rd.reconcile(observe(status, UnitStatus(State.SUCCEEDED), RESULT)).status

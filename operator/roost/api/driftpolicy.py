@@ -157,6 +157,16 @@ class DriftPolicyStatus(common.CommonStatus):
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     report_uri: str | None = Field(default=None, description="HTML report of the last check.")
+    job: str | None = Field(default=None, description="Name of the running check, if any.")
+    attempts: int = Field(default=0, ge=0, description="Attempts of the running check.")
+    reference: dict[str, Any] | None = Field(
+        default=None, description="The Dataset version the checks compare with (name, digest, profile).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    retrain: dict[str, Any] | None = Field(
+        default=None, description="The last retrain: TrainingRun name, Dataset digest, time, state.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
     proposal: dict[str, Any] | None = Field(
         default=None, description="A proposed ModelVersion and Deployment change, with evidence.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},

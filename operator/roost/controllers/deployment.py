@@ -9,13 +9,14 @@ from typing import Any
 import kopf
 import pydantic
 
-from roost import errors
+from roost import errors, kubectl_plugin
 from roost.api import common, deployment
+from roost.controllers import analysis, loop
 from roost.controllers import dataset as dataset_controller
-from roost.controllers import loop
 from roost.controllers.runtime import Runtime
 from roost.reconcile import deployment as reconcile_deploy
 from roost.reconcile import plan as plan_mod
+from roost.reconcile import rollout
 from roost.reconcile.conditions import StatusBuilder
 
 KIND = deployment.KIND
@@ -34,6 +35,17 @@ def server_config(rt: Runtime, ns: str, name: str, spec: deployment.DeploymentSp
                        "sampleRate": spec.logging.sample_rate, "flushInterval": 2.0, "flushRows": 1000,
                        "maxBufferedRows": 100_000},
     }
+
+
+def _requested(meta: dict[str, Any], canary: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether ``kubectl roost promote|abort`` asked for it during the running rollout."""
+    if not canary.get("startTime"):
+        return False, False
+    started = datetime.datetime.fromisoformat(canary["startTime"].replace("Z", "+00:00"))
+    annotations = meta.get("annotations") or {}
+    asked = [kubectl_plugin.requested_at(annotations.get(kubectl_plugin.ANNOTATIONS[a])) for a in ("promote", "abort")]
+    promote, abort = (t is not None and t >= started for t in asked)
+    return promote, abort
 
 
 async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
@@ -56,9 +68,18 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
         return servers, backend.router_ready(ns, name)
 
     servers, router_ready = await asyncio.to_thread(observe)
+    status = body.get("status") or {}
+    live = analysis.Result({}, rollout.NO_ANALYSIS, 0, {})
+    if status.get("canary") and spec.strategy.type != deployment.StrategyType.REPLACE:
+        live = await asyncio.to_thread(analysis.analyse, rt.store, ns, name, spec, status)
+    promote, abort = _requested(meta, status.get("canary") or {})
     plan = reconcile_deploy.reconcile(reconcile_deploy.Observed(
-        ns, name, meta.get("generation", 0), spec, body.get("status") or {},
-        datetime.datetime.now(datetime.UTC), desired, servers, router_ready))
+        ns, name, meta.get("generation", 0), spec, status, datetime.datetime.now(datetime.UTC), desired,
+        servers, router_ready, live.verdict, live.candidate_requests, promote, abort, live.evidence or None))
+    if plan.status.get("canary") and live.status:
+        plan.status["analysis"] = live.status
+    elif not plan.status.get("canary") and live.status:
+        plan.status["analysis"] = {**live.status, "state": None, "final": True}
 
     async def version_config(version: reconcile_deploy.Version) -> dict[str, Any] | None:
         if version.signature is None:
@@ -79,7 +100,8 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
             urls[server] = state.url
         if plan.routes is not None:
             backends = [{"version": r["version"], "url": urls.get(r["server"]) or servers[r["server"]].url,
-                         "weight": r["weight"]} for r in plan.routes]
+                         "weight": r["weight"], **({"mirror": True} if r.get("mirror") else {})}
+                        for r in plan.routes]
             plan.status["url"] = await asyncio.to_thread(backend.route, ns, name, backends,
                                                          spec.strategy.sticky_by, owner_uid=uid)
         for server in plan.stop:
@@ -98,6 +120,12 @@ async def deployment_daemon(stopped: Any, namespace: str | None, name: str, memo
 
 @kopf.on.update(common.GROUP, common.VERSION, KIND.plural, field="spec")
 async def deployment_spec_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    memo.runtime.wake((KIND.kind, str(namespace), name))
+
+
+@kopf.on.field(common.GROUP, common.VERSION, KIND.plural, field="metadata.annotations")
+async def deployment_annotated(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """``kubectl roost promote|abort`` writes an annotation: look at it now."""
     memo.runtime.wake((KIND.kind, str(namespace), name))
 
 

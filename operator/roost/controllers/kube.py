@@ -92,6 +92,19 @@ class Kube:
                 common.GROUP, common.VERSION, namespace, self._plural(kind), name, {"spec": manifest["spec"]})
         return "configured"
 
+    def create(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create ``manifest``; False when an object of that name exists already (adopted, not twinned)."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        try:
+            self.custom.create_namespaced_custom_object(
+                common.GROUP, common.VERSION, namespace, self._plural(kind), manifest)
+            return True
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            with mapped_errors(f"create {kind} {namespace}/{name}"):
+                raise
+
     def annotate(self, kind: str, namespace: str, name: str, annotations: dict[str, str]) -> None:
         """Merge ``annotations`` into the object's metadata (never its spec)."""
         with mapped_errors(f"annotate {kind} {namespace}/{name}"):

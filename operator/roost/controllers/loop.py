@@ -116,10 +116,10 @@ async def apply(rt: Runtime, body: dict[str, Any], plan: plan_mod.Plan) -> None:
             await _stall(rt, body, plan.status, e)
             return
         log.info("Submitted %s unit %s for %s %s/%s", plan.submit.worker, unit.name, kind, ns, name)
-    became_ready = (any(c["type"] == "Ready" and c["status"] == "True" for c in plan.status.get("conditions", []))
-                    and not any(c.get("type") == "Ready" and c.get("status") == "True"
-                                for c in old.get("conditions", [])))
-    if became_ready:
+    # Referrers wait on this object's outcome: Ready (go on) or Stalled (e.g. a failed run: give up).
+    settled = any(conditions.is_true(plan.status.get("conditions", []), t)
+                  and not conditions.is_true(old.get("conditions", []), t) for t in ("Ready", "Stalled"))
+    if settled:
         woken = rt.wake_referrers((kind, ns, name))
         if woken:
             log.info("Woke %d referrer(s) of %s %s/%s", len(woken), kind, ns, name)
@@ -136,6 +136,7 @@ async def _stall(rt: Runtime, body: dict[str, Any], status: dict[str, Any], erro
     b.stalled(error.reason, error.message)
     await asyncio.to_thread(rt.kube.patch_status, body["kind"], meta["namespace"], meta["name"], b.build())
     kopf.event(cast(Any, body), type="Warning", reason=error.reason, message=error.message[:1000])
+    rt.wake_referrers((body["kind"], meta["namespace"], meta["name"]))
 
 
 async def run(rt: Runtime, kind: str, namespace: str, name: str, reconcile: Reconcile,

@@ -68,7 +68,7 @@ def main(executor: str = "local", namespaces: list[str] | None = None, all_names
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("kopf.objects", "kopf._core.engines.peering", "kopf.activities.probe"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from roost.controllers import dataset, deployment, modelversion, trainingrun  # noqa: F401 - handlers
+    from roost.controllers import dataset, deployment, driftpolicy, modelversion, trainingrun  # noqa: F401
 
     state = state_dir or default_state_dir()
     state.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Any
 from roost.api import common, dataset
 from roost.execution import executor
 from roost.execution.executor import UnitStatus
-from roost.reconcile import work
+from roost.reconcile import conditions, work
 from roost.reconcile.conditions import FALSE, TRUE, StatusBuilder
 from roost.reconcile.plan import Event, Job, Plan
 
@@ -64,16 +64,19 @@ def reconcile(obs: Observed) -> Plan:
     job_name = obs.status.get("job")
     attempts = int(obs.status.get("attempts") or 0)
 
-    if job_name and obs.unit is not None:
+    # A unit named for another generation ran for a spec that has since changed: its result is not
+    # this generation's, so the fetch starts over (below) instead of recording it.
+    current = job_name is not None and job_name == _job(obs, attempts).name
+    if job_name and obs.unit is not None and current:
         d = work.decide(obs.unit.state, obs.unit.message, obs.result, attempts, MAX_ATTEMPTS, RETRYABLE)
         if d.verdict == work.Verdict.WAIT:
-            b.progressing("Fetching", f"fetching and profiling {obs.spec.source.uri} ({d.message})")
+            _fetching(b, "Fetching", f"fetching and profiling {obs.spec.source.uri} ({d.message})")
             return Plan(b.build(observed=False), requeue_after=POLL_SECONDS)
         if d.verdict == work.Verdict.SUBMIT:
             return Plan(b.build(observed=False), submit=_job(obs, attempts), requeue_after=POLL_SECONDS)
         if d.verdict == work.Verdict.RETRY:
             b.status["attempts"] = attempts + 1
-            b.progressing("Retrying", f"attempt {attempts} failed ({d.reason}: {d.message}); retrying")
+            _fetching(b, "Retrying", f"attempt {attempts} failed ({d.reason}: {d.message}); retrying")
             job = _job(obs, attempts + 1)
             b.status["job"] = job.name
             return Plan(b.build(observed=False), submit=job, requeue_after=POLL_SECONDS * 4)
@@ -88,18 +91,27 @@ def reconcile(obs: Observed) -> Plan:
         return _apply_result(obs, b, d.result or {})
 
     due = _refresh_due(obs)
-    stale = obs.status.get("observedGeneration") != obs.generation or not obs.status.get("conditions")
+    stale = (obs.status.get("observedGeneration") != obs.generation or not obs.status.get("conditions")
+             or (job_name is not None and not current))
     if stale or (due is not None and due <= 0):
         b.status["attempts"] = 1
         b.status["pendingFetchTime"] = _now(obs)
         job = _job(obs, 1)
         b.status["job"] = job.name
-        if not b.status.get("digest"):
-            b.progressing("Fetching", f"fetching {obs.spec.source.uri}")
-        else:
+        if conditions.is_true(b.status.get("conditions", []), "Ready"):
             b.condition("Reconciling", TRUE, "Refreshing", f"re-fetching {obs.spec.source.uri}")
+        else:
+            b.progressing("Fetching", f"fetching {obs.spec.source.uri}")
         return Plan(b.build(observed=False), submit=job, requeue_after=POLL_SECONDS)
     return Plan(b.build(observed=False), requeue_after=due)
+
+
+def _fetching(b: StatusBuilder, reason: str, message: str) -> None:
+    """Report a fetch in progress; a Dataset with a Ready version stays Ready (runs keep using it)."""
+    if conditions.is_true(b.status.get("conditions", []), "Ready"):
+        b.condition("Reconciling", TRUE, reason, message)
+    else:
+        b.progressing(reason, message)
 
 
 def _now(obs: Observed) -> str:

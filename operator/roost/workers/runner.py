@@ -15,6 +15,7 @@ WORKERS = {
     "profile": "roost.workers.profile",
     "train": "roost.workers.train",
     "evaluate": "roost.workers.evaluate",
+    "drift": "roost.workers.drift",
 }
 
 log = logging.getLogger("roost.worker")

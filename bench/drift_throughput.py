@@ -1,0 +1,134 @@
+"""Drift check throughput: a 1M-row window of 30 numeric columns against a prepared 100k-row reference.
+
+The reference is profiled by the real Dataset worker (:mod:`roost.workers.profile`: decile
+histogram, 10,000-value sorted sample per column) and prepared once (:func:`roost.stats.reference.prepare`);
+then :func:`roost.stats.verdict.check` ingests the window with each numeric method. One thread, so
+rows/s is per core. The columns mix shapes (normal, lognormal, integer counts, Student t with
+heavy tails, a zero-inflated exponential); a third of them are shifted by one standard deviation
+so both the no-drift and the drift paths run. The scipy baseline (``ks_2samp``,
+``wasserstein_distance``, which sort the window) runs on a few columns and is scaled to 30.
+
+Run: ``.venv/bin/python bench/drift_throughput.py [--rows 1000000] [--reference-rows 100000] [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from scipy import stats
+
+from roost.stats import reference, verdict
+from roost.storage import store as store_mod
+from roost.workers import profile
+
+COLUMNS = 30
+METHODS: dict[str, dict[str, Any]] = {
+    "psi": {"method": "psi", "threshold": 0.2},
+    "ks": {"method": "ks", "pValue": 0.05},
+    "wasserstein": {"method": "wasserstein", "threshold": 0.1},
+    "jensenshannon": {"method": "jensenshannon", "threshold": 0.1},
+}
+
+
+def draw(rng: np.random.Generator, rows: int, shift: bool) -> dict[str, np.ndarray]:
+    """30 columns of mixed shapes; with ``shift``, every third column moves by one standard deviation."""
+    out: dict[str, np.ndarray] = {}
+    for i in range(COLUMNS):
+        kind = i % 5
+        if kind == 0:
+            v = rng.normal(10 + i, 1 + i / 10, rows)
+            sd = 1 + i / 10
+        elif kind == 1:
+            v = rng.lognormal(0, 1, rows)
+            sd = float(np.sqrt((np.e - 1) * np.e))
+        elif kind == 2:
+            v = rng.poisson(20, rows).astype(np.float64)
+            sd = float(np.sqrt(20))
+        elif kind == 3:
+            v = rng.standard_t(3, rows)
+            sd = float(np.sqrt(3))
+        else:
+            v = np.where(rng.random(rows) < 0.3, 0.0, rng.exponential(5, rows))
+            sd = 5.0
+        if shift and i % 3 == 0:
+            v = v + sd
+        out[f"x{i:02d}"] = v
+    return out
+
+
+def build_reference(rows: int, workdir: Path) -> reference.Reference:
+    rng = np.random.default_rng(0)
+    data = draw(rng, rows, shift=False)
+    data["y"] = rng.integers(0, 2, rows)
+    path = workdir / "reference.csv"
+    pacsv.write_csv(pa.table(data), str(path))
+    store = store_mod.Store(f"file://{workdir / 'store'}")
+    job = {"dataset": {"namespace": "bench", "name": "drift"},
+           "spec": {"source": {"uri": f"file://{path}"}, "target": "y"}, "previousDigest": None}
+    result = profile.run(job, store, store.uri("work"))
+    doc = json.loads(store.read_bytes(result["profileURI"], result["profileDigest"]))
+    return reference.prepare(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--reference-rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per method")
+    parser.add_argument("--baseline-columns", type=int, default=3, help="columns timed with scipy (0: skip)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
+        t0 = time.perf_counter()
+        ref = build_reference(args.reference_rows, Path(tmp))
+        t_profile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    window = pd.DataFrame(draw(np.random.default_rng(1), args.rows, shift=True))
+    t_window = time.perf_counter() - t0
+    sample = next(iter(ref.features.values()))
+    assert isinstance(sample, reference.NumericReference)
+    print(f"reference: {args.reference_rows} rows x {COLUMNS} numeric columns, profiled in {t_profile:.1f} s "
+          f"(sample {sample.sample.size} values per column); window: {args.rows} rows ({t_window:.1f} s to draw)")
+    print(f"one thread (OMP/numpy threads irrelevant: no BLAS); CPU count {os.cpu_count()}")
+    print(f"{'method':<14} {'seconds':>8} {'rows/s/core':>13} {'ns/value':>9} {'drifted':>8}")
+    expected = {f"x{i:02d}" for i in range(COLUMNS) if i % 3 == 0}
+    for name, test in METHODS.items():
+        best = float("inf")
+        report = None
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            report = verdict.check(ref, window, {"numeric": test})
+            best = min(best, time.perf_counter() - t0)
+        assert report is not None
+        values = args.rows * COLUMNS
+        found = set(report.drifted)
+        mark = "" if found >= expected else f"  (missed {sorted(expected - found)})"
+        print(f"{name:<14} {best:8.3f} {args.rows / best:13,.0f} {best / values * 1e9:9.1f} "
+              f"{len(found):>5}/{COLUMNS}{mark}")
+
+    if args.baseline_columns:
+        cols = [f"x{i:02d}" for i in range(args.baseline_columns)]
+        for name, fn in (("scipy ks_2samp", stats.ks_2samp), ("scipy wasserstein", stats.wasserstein_distance)):
+            t0 = time.perf_counter()
+            for c in cols:
+                r = ref.features[c]
+                assert isinstance(r, reference.NumericReference)
+                fn(r.sample.values, window[c].to_numpy())
+            per_col = (time.perf_counter() - t0) / len(cols)
+            total = per_col * COLUMNS
+            print(f"{name:<14} {total:8.3f} {args.rows / total:13,.0f} {total / (args.rows * COLUMNS) * 1e9:9.1f}"
+                  f"   (baseline, {len(cols)} columns scaled to {COLUMNS})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Live analysis of a canary or shadow candidate: read both versions' request logs, feed the
+confidence sequences (:mod:`roost.stats.canary`), and return the verdict the rollout acts on.
+
+The analysis state is O(1) per metric and lives in ``status.analysis`` between reconciles, with a
+cursor per version (the newest request time already counted), so a restarted operator continues
+where it stopped and no request is counted twice. Candidate requests in the ``warmup`` span, and
+stable requests from before the candidate started, are not judged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from roost.api import common, deployment
+from roost.reconcile import rollout
+from roost.serving import requestlog
+from roost.stats import canary
+from roost.storage import store as store_mod
+
+AGREEMENT_LOOKBACK = 30.0  # seconds of stable rows kept in view to pair with mirrored candidate rows
+
+
+@dataclass(frozen=True)
+class Result:
+    status: dict[str, Any]          # the new status.analysis
+    verdict: rollout.Verdict
+    candidate_requests: int         # candidate requests since the current step started
+    evidence: dict[str, Any]
+
+
+def _parse(t: str) -> float:
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+
+
+def specs_of(analysis: deployment.Analysis) -> list[canary.MetricSpec]:
+    """The spec's metrics as the statistics module's metric specs."""
+    return [canary.metric_spec(m.name, max_increase=m.max_increase, max_ratio=m.max_ratio, max=m.max)
+            for m in analysis.metrics]
+
+
+def _predictions(outputs: pd.Series) -> np.ndarray[Any, Any]:
+    flat: list[Any] = []
+    for text in outputs.dropna():
+        value = json.loads(text)
+        flat.extend(value if isinstance(value, list) else [value])
+    return np.asarray([str(v) for v in flat], dtype=object)
+
+
+def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.DeploymentSpec,
+            status: dict[str, Any]) -> Result:
+    """Update the analysis of the running rollout from the request log; see the module docstring."""
+    cand = status.get("canary") or {}
+    stable = status.get("stable") or {}
+    settings = spec.strategy.analysis or deployment.Analysis()
+    if not cand or not stable:
+        return Result({}, rollout.NO_ANALYSIS, 0, {})
+    previous = status.get("analysis") or {}
+    same = previous.get("candidate") == {"modelVersion": cand["modelVersion"], "digest": cand["digest"],
+                                         "startTime": cand["startTime"]}
+    start = _parse(cand["startTime"])
+    judged_from = start + common.parse_duration(settings.warmup).total_seconds()
+    cursor = dict(previous.get("cursor") or {}) if same else {}
+    state = previous.get("state") if same else None
+    analysis = (canary.Analysis.from_dict(state) if state else
+                canary.Analysis(specs_of(settings), alpha=settings.alpha, beta=settings.beta,
+                                min_requests=settings.min_requests))
+    frames: dict[str, pd.DataFrame] = {}
+    for role, version in (("stable", stable["modelVersion"]), ("candidate", cand["modelVersion"])):
+        prefix = store.uri("requestlogs", namespace, name, version)
+        since = max(start, float(cursor.get(role, 0.0)) - AGREEMENT_LOOKBACK)
+        frames[role] = requestlog.read_log(store, prefix, since)
+    step_start = _parse(cand.get("stepStartTime") or cand["startTime"])
+    candidate_requests = int((frames["candidate"]["time"] >= step_start).sum())
+    shadow = spec.strategy.type == deployment.StrategyType.SHADOW
+    for role in ("stable", "candidate"):
+        frame = frames[role]
+        fresh = frame[(frame["time"] > float(cursor.get(role, 0.0))) & (frame["time"] >= judged_from)]
+        if fresh.empty:
+            continue
+        agreement = None
+        if shadow and role == "candidate":
+            agreement = _agreement(frames["stable"], fresh)
+        analysis.update(role, status_codes=fresh["status"].to_numpy(), latencies_ms=fresh["latency_ms"].to_numpy(),
+                        predictions=_predictions(fresh["outputs"]), agreement=agreement)
+        cursor[role] = float(fresh["time"].max())
+    verdict = analysis.judge()
+    evidence = {"verdict": str(verdict.outcome), "message": verdict.message,
+                "metrics": [m.to_dict() for m in verdict.metrics]}
+    new_status = {
+        "candidate": {"modelVersion": cand["modelVersion"], "digest": cand["digest"], "startTime": cand["startTime"]},
+        "cursor": cursor, "state": analysis.to_dict(), "dryRun": settings.dry_run, **evidence,
+    }
+    metric = verdict.metric.name if verdict.metric is not None else None
+    message = f"{metric}: {verdict.message}" if metric else verdict.message
+    return Result(new_status, rollout.Verdict(rollout.Decision(str(verdict.outcome)), metric, message),
+                  candidate_requests, evidence)
+
+
+def _agreement(stable: pd.DataFrame, candidate: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """1.0 where the mirrored request got the same answer from both versions, per paired request id."""
+    paired = candidate.merge(stable[["request_id", "outputs"]], on="request_id", suffixes=("", "_stable"))
+    paired = paired[paired["outputs"].notna() & paired["outputs_stable"].notna()]
+    agreed: np.ndarray[Any, Any] = (paired["outputs"] == paired["outputs_stable"]).to_numpy(dtype=float)
+    return agreed

@@ -1,0 +1,1 @@
+"""Statistics: drift tests and the canary's confidence sequences (numpy/scipy, vectorised)."""

@@ -1,0 +1,696 @@
+"""Canary analysis: is the candidate version worse than the stable one on live traffic?
+
+The decision engine behind shift-right rollouts. Each version's request outcomes (status code,
+latency, predicted class, agreement with stable in shadow mode) are folded into O(1) state —
+counts and a fixed latency histogram — by :meth:`Analysis.update`, one batch at a time; the state is
+a small JSON dict (:meth:`Analysis.to_dict`) that survives reconciles and restarts.
+:meth:`Analysis.evaluate` judges every metric; :func:`judge` turns the per-metric verdicts into one.
+
+Per metric, a time-uniform confidence sequence (:mod:`roost.stats.sequential`) for how the candidate
+compares with stable, valid under continuous monitoring — look after every batch, stop any time:
+
+============== ================== ============================ ==========================================
+metric         compared quantity  margin                       confidence sequence
+============== ================== ============================ ==========================================
+error-rate     p_c - p_s (5xx)    maxIncrease                  two-sample mixture vs. null maximum
+rejection-rate p_c - p_s (4xx)    maxIncrease                  likelihood (exact for Bernoulli outcomes)
+latency-p95/99 q_c / q_s          maxRatio                     per-version quantile sequences, combined
+prediction-shift JS(P_c, P_s)     max (base-2 JS distance)     per-class Bernoulli boxes, JS over boxes
+agreement      1 - agreement      max (disagreement share)     one-sample beta-binomial mixture
+============== ================== ============================ ==========================================
+
+Verdict per metric (``m`` metrics, budgets ``alpha`` and ``beta``):
+
+* **Fail** as soon as the sequence's lower bound, at level ``alpha / m`` (Bonferroni: any one of the
+  metrics may fail, so the false-rollback budget is split), shows the candidate worse than stable:
+  difference ``> 0``, ratio ``> 1``; for ``max`` margins — a distance or a disagreement share, where
+  a new model is *expected* to differ somewhat — worse than the margin itself.
+  ``P(Fail ever | candidate no worse) <= alpha / m``.
+* **Pass** when the upper bound, at level ``beta`` per metric, is below the margin:
+  ``P(Pass ever | metric at or beyond its margin) <= beta``. Passing requires *every* metric to pass,
+  so a regression in metric j is missed only if j's own sequence misses it: no split is needed for
+  ``beta`` (``split_beta=True`` splits it anyway, as ``beta / m``). The margin is the minimum
+  detectable effect.
+* **Inconclusive** otherwise — in particular with fewer than ``min_requests`` observations per
+  version, or when a metric cannot be computed (no latencies, no predictions, NaN, 0/0): never Pass
+  without evidence.
+
+:func:`judge` gives Fail if any metric fails (naming it, with both versions' values and the
+interval), Pass if all pass, Inconclusive otherwise.
+
+Assumptions: requests are independent; within a version, outcomes are identically distributed over
+the analysis window (a traffic mix that drifts while the canary's weight changes can bias any
+two-sample comparison, sequential or not); warm-up requests are excluded by the caller; the routing
+split may change over time but not in response to outcomes. Error and rejection outcomes are 0/1,
+hence bounded, so no variance assumption enters. Latency quantiles need no distributional
+assumption; the histogram costs at most one bin (2.3 %) of resolution, always on the conservative
+side. Prediction shift treats a class that neither version ever predicted as absent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from roost.stats import sequential
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+#: Serialisation format of :meth:`Analysis.to_dict`.
+FORMAT = 1
+
+# Latency histogram: fixed log-spaced bins, 100 per decade (each bin spans a factor 10**0.01, i.e.
+# 2.33 %), from 0.01 ms to 1000 s. Bin 0 is [0, 0.01 ms), bin j in 1..800 is [e_(j-1), e_j) with
+# e_j = 10**(-2 + j/100) ms, bin 801 is [1000 s, inf). 802 integers per version, O(1) in requests.
+LATENCY_LOG10_MIN = -2.0
+LATENCY_DECADES = 8
+BINS_PER_DECADE = 100
+N_EDGES = LATENCY_DECADES * BINS_PER_DECADE + 1
+N_BINS = N_EDGES + 1
+EDGES_MS: FloatArray = 10.0 ** (LATENCY_LOG10_MIN + np.arange(N_EDGES) / BINS_PER_DECADE)
+#: Edges as :func:`sequential.quantile_bounds` wants them: 0, the bin edges, +inf.
+_ALL_EDGES: FloatArray = np.concatenate(([0.0], EDGES_MS, [np.inf]))
+
+#: Default number of distinct predicted classes a distribution metric accounts for.
+DEFAULT_MAX_CLASSES = 10
+#: Distinct labels tracked at most, whatever the metrics (more set the overflow flag).
+MAX_LABELS = 64
+
+
+class Version(StrEnum):
+    STABLE = "stable"
+    CANDIDATE = "candidate"
+
+
+class MetricKind(StrEnum):
+    PROPORTION = "proportion"
+    QUANTILE = "quantile"
+    DISTRIBUTION = "distribution"
+    AGREEMENT = "agreement"
+
+
+class MarginType(StrEnum):
+    INCREASE = "increase"
+    RATIO = "ratio"
+    MAX = "max"
+
+
+class Outcome(StrEnum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+
+_MARGIN_OF_KIND = {
+    MetricKind.PROPORTION: MarginType.INCREASE,
+    MetricKind.QUANTILE: MarginType.RATIO,
+    MetricKind.DISTRIBUTION: MarginType.MAX,
+    MetricKind.AGREEMENT: MarginType.MAX,
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One judged metric and its margin.
+
+    Attributes:
+        name: e.g. ``error-rate``; reported as is.
+        kind: what is compared (see the module table).
+        margin_type: ``increase`` for proportions, ``ratio`` for quantiles, ``max`` for the others.
+        margin: the largest acceptable difference / ratio / value; the minimum detectable effect.
+        status_class: proportions only: 5 counts 5xx responses, 4 counts 4xx.
+        quantile: quantiles only, e.g. 0.95.
+        max_classes: distributions only: predicted classes accounted for (more: Inconclusive).
+    """
+
+    name: str
+    kind: MetricKind
+    margin_type: MarginType
+    margin: float
+    status_class: int | None = None
+    quantile: float | None = None
+    max_classes: int = DEFAULT_MAX_CLASSES
+
+    def __post_init__(self) -> None:
+        if _MARGIN_OF_KIND[self.kind] != self.margin_type:
+            raise ValueError(f"{self.name}: a {self.kind} metric takes a {_MARGIN_OF_KIND[self.kind]} margin")
+        if not math.isfinite(self.margin) or self.margin < 0:
+            raise ValueError(f"{self.name}: margin must be finite and >= 0")
+        if self.kind == MetricKind.PROPORTION and self.status_class not in (4, 5):
+            raise ValueError(f"{self.name}: status_class must be 4 or 5")
+        if self.kind == MetricKind.QUANTILE and not (self.quantile is not None and 0 < self.quantile < 1):
+            raise ValueError(f"{self.name}: quantile must be in (0, 1)")
+        if self.kind == MetricKind.QUANTILE and self.margin < 1:
+            raise ValueError(f"{self.name}: a ratio margin must be >= 1")
+        if not 1 <= self.max_classes <= MAX_LABELS:
+            raise ValueError(f"{self.name}: max_classes must be in 1..{MAX_LABELS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": str(self.kind), "marginType": str(self.margin_type),
+                               "margin": self.margin}
+        if self.status_class is not None:
+            out["statusClass"] = self.status_class
+        if self.quantile is not None:
+            out["quantile"] = self.quantile
+        if self.kind == MetricKind.DISTRIBUTION:
+            out["maxClasses"] = self.max_classes
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MetricSpec:
+        return cls(name=str(d["name"]), kind=MetricKind(d["kind"]), margin_type=MarginType(d["marginType"]),
+                   margin=float(d["margin"]), status_class=d.get("statusClass"), quantile=d.get("quantile"),
+                   max_classes=int(d.get("maxClasses", DEFAULT_MAX_CLASSES)))
+
+
+_STANDARD: dict[str, tuple[MetricKind, dict[str, Any]]] = {
+    "error-rate": (MetricKind.PROPORTION, {"status_class": 5}),
+    "rejection-rate": (MetricKind.PROPORTION, {"status_class": 4}),
+    "latency-p95": (MetricKind.QUANTILE, {"quantile": 0.95}),
+    "latency-p99": (MetricKind.QUANTILE, {"quantile": 0.99}),
+    "prediction-shift": (MetricKind.DISTRIBUTION, {}),
+    "agreement": (MetricKind.AGREEMENT, {}),
+}
+
+
+def metric_spec(
+    name: str, *, max_increase: float | None = None, max_ratio: float | None = None, max: float | None = None,
+    max_classes: int = DEFAULT_MAX_CLASSES,
+) -> MetricSpec:
+    """The spec of a standard metric as a Deployment names it (``analysis.metrics[]``).
+
+    Raises:
+        ValueError: unknown name, or a margin that does not fit the metric.
+    """
+    if name not in _STANDARD:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(_STANDARD)}")
+    kind, extra = _STANDARD[name]
+    given = {MarginType.INCREASE: max_increase, MarginType.RATIO: max_ratio, MarginType.MAX: max}
+    set_ = [(t, v) for t, v in given.items() if v is not None]
+    if len(set_) != 1:
+        raise ValueError(f"{name}: give exactly one of max_increase, max_ratio, max")
+    margin_type, margin = set_[0]
+    if kind == MetricKind.DISTRIBUTION:
+        extra = {"max_classes": max_classes}
+    return MetricSpec(name=name, kind=kind, margin_type=margin_type, margin=float(margin), **extra)
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """One metric's judgement.
+
+    Attributes:
+        name: the metric.
+        outcome: Pass, Fail or Inconclusive.
+        reason: one CamelCase word: ``WorseThanStable``, ``BeyondMargin``, ``WithinMargin``,
+            ``NotEnoughData``, ``NotComputable``, ``NoVerdictYet``.
+        message: for people.
+        candidate, stable: each version's value (a rate, a quantile in ms, ...); ``None`` if
+            meaningless (a distance has no per-version value).
+        estimate: the compared quantity's point estimate (difference, ratio, distance, share).
+        lower, upper: its confidence-sequence bounds; ``lower`` at the false-rollback level,
+            ``upper`` at the missed-regression level. ``None`` when not computed.
+        margin: the metric's margin.
+        n_candidate, n_stable: observations the metric used.
+    """
+
+    name: str
+    outcome: Outcome
+    reason: str
+    message: str
+    candidate: float | None = None
+    stable: float | None = None
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    margin: float = 0.0
+    n_candidate: int = 0
+    n_stable: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict for ``status.analysis`` (non-finite numbers as ``None``)."""
+        def num(x: float | None) -> float | None:
+            return None if x is None or not math.isfinite(x) else round(x, 6)
+        return {"name": self.name, "outcome": str(self.outcome), "reason": self.reason, "message": self.message,
+                "candidate": num(self.candidate), "stable": num(self.stable), "estimate": num(self.estimate),
+                "lower": num(self.lower), "upper": num(self.upper), "margin": self.margin,
+                "observations": {"candidate": self.n_candidate, "stable": self.n_stable}}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The analysis's judgement: ``metric`` is the failing one for Fail, else ``None``."""
+
+    outcome: Outcome
+    metric: MetricVerdict | None
+    metrics: tuple[MetricVerdict, ...]
+    message: str
+
+
+def judge(verdicts: Sequence[MetricVerdict]) -> Verdict:
+    """Fail if any metric fails (the first, in spec order), Pass if all pass, else Inconclusive."""
+    items = tuple(verdicts)
+    for v in items:
+        if v.outcome == Outcome.FAIL:
+            return Verdict(Outcome.FAIL, v, items, v.message)
+    if items and all(v.outcome == Outcome.PASS for v in items):
+        return Verdict(Outcome.PASS, None, items, "every metric is within its margin")
+    if not items:
+        return Verdict(Outcome.INCONCLUSIVE, None, items, "no metrics to judge")
+    pending = [v for v in items if v.outcome != Outcome.PASS]
+    return Verdict(Outcome.INCONCLUSIVE, None, items, "; ".join(f"{v.name}: {v.message}" for v in pending))
+
+
+@dataclass
+class VersionState:
+    """What one version's requests left behind: counts, and a latency histogram of fixed size."""
+
+    requests: int = 0
+    errors: int = 0
+    rejections: int = 0
+    latency: IntArray = field(default_factory=lambda: np.zeros(N_BINS, dtype=np.int64))
+    classes: IntArray = field(default_factory=lambda: np.zeros(MAX_LABELS, dtype=np.int64))
+    unlabelled: int = 0  # predictions beyond MAX_LABELS distinct labels
+    agreements: int = 0
+    disagreements: int = 0
+
+    @property
+    def latencies(self) -> int:
+        return int(self.latency.sum())
+
+    @property
+    def predictions(self) -> int:
+        return int(self.classes.sum()) + self.unlabelled
+
+    def to_dict(self) -> dict[str, Any]:
+        nz = np.flatnonzero(self.latency)
+        first = int(nz[0]) if nz.size else 0
+        last = int(nz[-1]) + 1 if nz.size else 0
+        n_classes = int(np.flatnonzero(self.classes)[-1]) + 1 if self.classes.any() else 0
+        return {"requests": self.requests, "errors": self.errors, "rejections": self.rejections,
+                "latency": {"first": first, "counts": self.latency[first:last].tolist()},
+                "classes": self.classes[:n_classes].tolist(), "unlabelled": self.unlabelled,
+                "agreements": self.agreements, "disagreements": self.disagreements}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VersionState:
+        state = cls(requests=int(d["requests"]), errors=int(d["errors"]), rejections=int(d["rejections"]),
+                    unlabelled=int(d.get("unlabelled", 0)), agreements=int(d.get("agreements", 0)),
+                    disagreements=int(d.get("disagreements", 0)))
+        lat = d.get("latency") or {}
+        counts = np.asarray(lat.get("counts", []), dtype=np.int64)
+        first = int(lat.get("first", 0))
+        state.latency[first:first + counts.size] = counts
+        classes = np.asarray(d.get("classes", []), dtype=np.int64)
+        state.classes[:classes.size] = classes
+        return state
+
+
+def latency_bins(latencies_ms: npt.ArrayLike) -> IntArray:
+    """Histogram counts (``N_BINS``) of latencies in ms; NaN, infinite and negative values are dropped."""
+    x = np.asarray(latencies_ms, dtype=np.float64).ravel()
+    x = x[np.isfinite(x) & (x >= 0)]
+    with np.errstate(divide="ignore"):
+        idx = np.floor((np.log10(x) - LATENCY_LOG10_MIN) * BINS_PER_DECADE) + 1
+    idx = np.clip(idx, 0, N_BINS - 1).astype(np.int64)
+    return np.bincount(idx, minlength=N_BINS).astype(np.int64)
+
+
+def histogram_quantile(counts: IntArray, p: float) -> float:
+    """The ``p``-quantile of a latency histogram, as its bin's geometric midpoint (ms); NaN if empty."""
+    n = int(counts.sum())
+    if n == 0:
+        return math.nan
+    j = int(np.searchsorted(np.cumsum(counts), math.ceil(p * n)))
+    lo, hi = _ALL_EDGES[j], _ALL_EDGES[j + 1]
+    if lo == 0.0:
+        return float(hi)
+    if not math.isfinite(hi):
+        return float(lo)
+    return float(math.sqrt(lo * hi))
+
+
+def _label(value: Any) -> str | None:
+    """A prediction's class key: integral floats as integers, strings as is; None/NaN: no label."""
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _js_term(p: FloatArray, q: FloatArray) -> FloatArray:
+    """Per-class Jensen-Shannon divergence term (nats): ``1/2 [p log(p/m) + q log(q/m)]``, ``m = (p+q)/2``."""
+    m = (p + q) / 2
+    return np.asarray(
+        0.5 * (special.xlogy(p, p) - special.xlogy(p, m) + special.xlogy(q, q) - special.xlogy(q, m)),
+        dtype=np.float64)
+
+
+def js_distance(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
+    """Jensen-Shannon distance in base 2 (in [0, 1]) between two count or share vectors."""
+    p_ = np.asarray(p, dtype=np.float64)
+    q_ = np.asarray(q, dtype=np.float64)
+    if p_.sum() <= 0 or q_.sum() <= 0:
+        return math.nan
+    jsd = float(_js_term(p_ / p_.sum(), q_ / q_.sum()).sum())
+    return math.sqrt(min(max(jsd, 0.0), math.log(2)) / math.log(2))
+
+
+def js_bounds(
+    c_lo: FloatArray, c_hi: FloatArray, s_lo: FloatArray, s_hi: FloatArray,
+) -> tuple[float, float]:
+    """Bounds on the base-2 JS distance between P and Q with each ``P_k in [c_lo, c_hi]``,
+    ``Q_k in [s_lo, s_hi]``.
+
+    The divergence is ``sum_k phi(P_k, Q_k)`` with ``phi`` jointly convex, 0 on the diagonal,
+    increasing away from it. Dropping the constraint that shares sum to 1 only widens the set, so:
+    the maximum of each term over its box is at one of the four corners; the minimum is 0 when the
+    two intervals overlap, else at the two nearest ends. Returns ``(lower, upper)`` distances.
+    """
+    corners = [_js_term(a, b) for a in (c_lo, c_hi) for b in (s_lo, s_hi)]
+    upper = float(np.max(np.stack(corners), axis=0).sum())
+    below = c_hi < s_lo
+    above = c_lo > s_hi
+    lower_terms = np.where(below, _js_term(c_hi, s_lo), np.where(above, _js_term(c_lo, s_hi), 0.0))
+    lower = float(lower_terms.sum())
+    ln2 = math.log(2)
+    return (math.sqrt(min(max(lower, 0.0), ln2) / ln2), math.sqrt(min(max(upper, 0.0), ln2) / ln2))
+
+
+def _proportion_prior(margin: float) -> sequential.BetaMixture:
+    """Mixing prior for error/rejection rates: mostly Beta(1, 1/margin) — mass on rates of the order of
+    the margin — plus 20 % Jeffreys Beta(1/2, 1/2), so a high base rate costs at most log 5 of evidence.
+    Power depends on it; validity does not."""
+    return ((0.8, 1.0, 1.0 / max(margin, 1e-3)), (0.2, 0.5, 0.5))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+class Analysis:
+    """The live analysis of one rollout: per-version state, updated in batches, judged any time.
+
+    Args:
+        specs: the metrics, in the order they are reported.
+        alpha: false-rollback budget, split over the metrics (Bonferroni).
+        beta: missed-regression budget at the margins, per metric (see the module docstring).
+        min_requests: per version (and per metric's own observations) before any verdict.
+        split_beta: split ``beta`` over the metrics too (more conservative, slower to pass).
+        tune_requests: sample size per version at which the one-sample mixtures (quantiles,
+            agreement, class shares) are tuned to be tightest (Howard et al.'s ``v_opt``); power only.
+        candidate_share: share of a quantile metric's budget spent on the candidate's sequence (the
+            rest on stable's).
+    """
+
+    def __init__(
+        self, specs: Sequence[MetricSpec], *, alpha: float = 0.05, beta: float = 0.2, min_requests: int = 200,
+        split_beta: bool = False, tune_requests: float = 1000.0, candidate_share: float = 0.5,
+    ) -> None:
+        if not specs:
+            raise ValueError("an analysis needs at least one metric")
+        if len({s.name for s in specs}) != len(specs):
+            raise ValueError("metric names must be unique")
+        if not (0 < alpha < 1 and 0 < beta < 1):
+            raise ValueError("alpha and beta must be in (0, 1)")
+        if min_requests < 1:
+            raise ValueError("min_requests must be >= 1")
+        if not 0 < candidate_share < 1:
+            raise ValueError("candidate_share must be in (0, 1)")
+        self.specs = tuple(specs)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.min_requests = int(min_requests)
+        self.split_beta = bool(split_beta)
+        self.tune_requests = float(tune_requests)
+        self.candidate_share = float(candidate_share)
+        self.labels: dict[str, int] = {}
+        self.versions = {Version.STABLE: VersionState(), Version.CANDIDATE: VersionState()}
+
+    # -- levels ---------------------------------------------------------------------------------
+
+    @property
+    def alpha_per_metric(self) -> float:
+        return self.alpha / len(self.specs)
+
+    @property
+    def beta_per_metric(self) -> float:
+        return self.beta / len(self.specs) if self.split_beta else self.beta
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def update(
+        self, version: Version | str, status_codes: npt.ArrayLike, latencies_ms: npt.ArrayLike | None = None,
+        predictions: npt.ArrayLike | None = None, agreement: npt.ArrayLike | None = None,
+    ) -> None:
+        """Fold a batch of one version's (post-warm-up) requests into the state. O(batch), O(1) memory.
+
+        Args:
+            version: ``stable`` or ``candidate``.
+            status_codes: HTTP status per request; values outside 100..599 (or NaN) are not counted.
+            latencies_ms: latency per request in ms (any length; NaN/negative dropped).
+            predictions: predicted class per logged prediction (any length; None/NaN dropped).
+            agreement: shadow mode, candidate only: 1/True where the candidate's prediction equals
+                stable's for the same request, 0/False where not (NaN dropped).
+        """
+        state = self.versions[Version(version)]
+        codes = np.asarray(status_codes, dtype=np.float64).ravel()
+        valid = np.isfinite(codes) & (codes >= 100) & (codes < 600)
+        state.requests += int(valid.sum())
+        state.errors += int((valid & (codes >= 500)).sum())
+        state.rejections += int((valid & (codes >= 400) & (codes < 500)).sum())
+        if latencies_ms is not None:
+            state.latency += latency_bins(latencies_ms)
+        if predictions is not None:
+            self._count_predictions(state, predictions)
+        if agreement is not None:
+            a = np.asarray(agreement, dtype=np.float64).ravel()
+            a = a[np.isfinite(a)]
+            state.agreements += int((a != 0).sum())
+            state.disagreements += int((a == 0).sum())
+
+    def _count_predictions(self, state: VersionState, predictions: npt.ArrayLike) -> None:
+        arr = np.asarray(predictions).ravel()
+        if arr.size == 0:
+            return
+        counts: Counter[str] = Counter()
+        try:
+            values, n = np.unique(arr, return_counts=True)
+            pairs: list[tuple[Any, int]] = list(zip(values.tolist(), n.tolist(), strict=True))
+        except TypeError:  # mixed object types do not sort
+            pairs = list(Counter(arr.tolist()).items())
+        for value, k in pairs:
+            key = _label(value)
+            if key is not None:
+                counts[key] += int(k)
+        for key, k in counts.items():
+            idx = self.labels.get(key)
+            if idx is None and len(self.labels) < MAX_LABELS:
+                idx = self.labels[key] = len(self.labels)
+            if idx is None:
+                state.unlabelled += k
+            else:
+                state.classes[idx] += k
+
+    def observations(self, version: Version | str) -> int:
+        """Requests counted so far for ``version``."""
+        return self.versions[Version(version)].requests
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole analysis — settings, metrics and state — as a small JSON-ready dict."""
+        return {"format": FORMAT, "alpha": self.alpha, "beta": self.beta, "minRequests": self.min_requests,
+                "splitBeta": self.split_beta, "tuneRequests": self.tune_requests,
+                "candidateShare": self.candidate_share, "metrics": [s.to_dict() for s in self.specs],
+                "labels": list(self.labels), "stable": self.versions[Version.STABLE].to_dict(),
+                "candidate": self.versions[Version.CANDIDATE].to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Analysis:
+        """The analysis :meth:`to_dict` saved; it judges exactly as the original did.
+
+        Raises:
+            ValueError: an unknown format.
+        """
+        if d.get("format") != FORMAT:
+            raise ValueError(f"unknown analysis state format {d.get('format')!r}")
+        a = cls([MetricSpec.from_dict(m) for m in d["metrics"]], alpha=float(d["alpha"]), beta=float(d["beta"]),
+                min_requests=int(d["minRequests"]), split_beta=bool(d["splitBeta"]),
+                tune_requests=float(d["tuneRequests"]), candidate_share=float(d["candidateShare"]))
+        a.labels = {str(k): i for i, k in enumerate(d.get("labels", []))}
+        a.versions = {Version.STABLE: VersionState.from_dict(d["stable"]),
+                      Version.CANDIDATE: VersionState.from_dict(d["candidate"])}
+        return a
+
+    # -- judgement ------------------------------------------------------------------------------
+
+    def evaluate(self, *, intervals: bool = True) -> list[MetricVerdict]:
+        """Judge every metric now. ``intervals=False`` skips the (slower) inversion of the tests into
+        bounds where a verdict does not need them: the outcomes are identical."""
+        return [self._evaluate(spec, intervals) for spec in self.specs]
+
+    def judge(self, *, intervals: bool = True) -> Verdict:
+        """:func:`judge` of :meth:`evaluate`."""
+        return judge(self.evaluate(intervals=intervals))
+
+    def _evaluate(self, spec: MetricSpec, intervals: bool) -> MetricVerdict:
+        c, s = self.versions[Version.CANDIDATE], self.versions[Version.STABLE]
+        if c.requests < self.min_requests or s.requests < self.min_requests:
+            return MetricVerdict(spec.name, Outcome.INCONCLUSIVE, "NotEnoughData",
+                                 f"{c.requests} candidate and {s.requests} stable requests; "
+                                 f"{self.min_requests} each needed", margin=spec.margin,
+                                 n_candidate=c.requests, n_stable=s.requests)
+        if spec.kind == MetricKind.PROPORTION:
+            return self._proportion(spec, c, s, intervals)
+        if spec.kind == MetricKind.QUANTILE:
+            return self._quantile(spec, c, s)
+        if spec.kind == MetricKind.DISTRIBUTION:
+            return self._distribution(spec, c, s)
+        return self._agreement(spec, c, s, intervals)
+
+    def _not_enough(self, spec: MetricSpec, what: str, n_c: int, n_s: int | None) -> MetricVerdict:
+        have = f"{n_c} candidate" + ("" if n_s is None else f" and {n_s} stable")
+        return MetricVerdict(spec.name, Outcome.INCONCLUSIVE, "NotEnoughData",
+                             f"{have} {what}; {self.min_requests} needed", margin=spec.margin,
+                             n_candidate=n_c, n_stable=n_s or 0)
+
+    def _proportion(self, spec: MetricSpec, c: VersionState, s: VersionState, intervals: bool) -> MetricVerdict:
+        k_c, k_s = (c.errors, s.errors) if spec.status_class == 5 else (c.rejections, s.rejections)
+        n_c, n_s = c.requests, s.requests
+        x_c, x_s = k_c / n_c, k_s / n_s
+        prior = _proportion_prior(spec.margin)
+        t_fail, t_pass = math.log(1 / self.alpha_per_metric), math.log(1 / self.beta_per_metric)
+        fail = sequential.two_proportion_log_e(k_c, n_c, k_s, n_s, 0.0, side="greater", prior_c=prior,
+                                               prior_s=prior, threshold=t_fail) >= t_fail
+        passed = not fail and sequential.two_proportion_log_e(
+            k_c, n_c, k_s, n_s, spec.margin, side="less", prior_c=prior, prior_s=prior, threshold=t_pass,
+        ) >= t_pass
+        lower = upper = None
+        if intervals:
+            lower, upper = sequential.difference_bounds(k_c, n_c, k_s, n_s, alpha_lower=self.alpha_per_metric,
+                                                        alpha_upper=self.beta_per_metric, prior_c=prior,
+                                                        prior_s=prior)
+        what = f"candidate {_pct(x_c)} vs stable {_pct(x_s)}"
+        span = "" if lower is None or upper is None else f", difference in [{_pct(lower)}, {_pct(upper)}]"
+        if fail:
+            outcome, reason, msg = Outcome.FAIL, "WorseThanStable", f"{what}{span}: worse than stable"
+        elif passed:
+            outcome, reason, msg = (Outcome.PASS, "WithinMargin",
+                                    f"{what}{span}: below +{_pct(spec.margin)}")
+        else:
+            outcome, reason, msg = (Outcome.INCONCLUSIVE, "NoVerdictYet",
+                                    f"{what}{span}: not yet distinguishable from +{_pct(spec.margin)}")
+        return MetricVerdict(spec.name, outcome, reason, msg, candidate=x_c, stable=x_s, estimate=x_c - x_s,
+                             lower=lower, upper=upper, margin=spec.margin, n_candidate=n_c, n_stable=n_s)
+
+    def _quantile(self, spec: MetricSpec, c: VersionState, s: VersionState) -> MetricVerdict:
+        assert spec.quantile is not None
+        p = spec.quantile
+        n_c, n_s = c.latencies, s.latencies
+        if n_c < self.min_requests or n_s < self.min_requests:
+            return self._not_enough(spec, "latencies", n_c, n_s)
+        a, b, share = self.alpha_per_metric, self.beta_per_metric, self.candidate_share
+        # candidate: lower bound spends alpha (fail), upper spends beta (pass); stable the reverse.
+        lo_c, hi_c = sequential.quantile_bounds(self._below(c), n_c, p, alpha_lower=a * share,
+                                                alpha_upper=b * share, n_opt=self.tune_requests)
+        lo_s, hi_s = sequential.quantile_bounds(self._below(s), n_s, p, alpha_lower=b * (1 - share),
+                                                alpha_upper=a * (1 - share), n_opt=self.tune_requests)
+        x_lo_c = _ALL_EDGES[lo_c] if lo_c is not None else 0.0
+        x_hi_c = _ALL_EDGES[hi_c] if hi_c is not None else math.inf
+        x_lo_s = _ALL_EDGES[lo_s] if lo_s is not None else 0.0
+        x_hi_s = _ALL_EDGES[hi_s] if hi_s is not None else math.inf
+        # q_c >= x_lo_c and q_s < x_hi_s: q_c / q_s > x_lo_c / x_hi_s; q_c < x_hi_c, q_s >= x_lo_s.
+        lower = x_lo_c / x_hi_s if math.isfinite(x_hi_s) and x_hi_s > 0 else 0.0
+        upper = x_hi_c / x_lo_s if x_lo_s > 0 else math.inf
+        q_c, q_s = histogram_quantile(c.latency, p), histogram_quantile(s.latency, p)
+        what = f"p{100 * p:g} candidate {q_c:.4g} ms vs stable {q_s:.4g} ms, ratio in [{lower:.3g}, {upper:.3g}]"
+        if math.isfinite(x_hi_s) and x_lo_c >= x_hi_s and x_lo_c > 0:
+            outcome, reason, msg = Outcome.FAIL, "WorseThanStable", f"{what}: slower than stable"
+        elif upper <= spec.margin:
+            outcome, reason, msg = Outcome.PASS, "WithinMargin", f"{what}: below x{spec.margin:g}"
+        else:
+            outcome, reason, msg = (Outcome.INCONCLUSIVE, "NoVerdictYet",
+                                    f"{what}: not yet distinguishable from x{spec.margin:g}")
+        return MetricVerdict(spec.name, outcome, reason, msg, candidate=q_c, stable=q_s,
+                             estimate=q_c / q_s if q_s > 0 else math.nan, lower=lower, upper=upper,
+                             margin=spec.margin, n_candidate=n_c, n_stable=n_s)
+
+    @staticmethod
+    def _below(v: VersionState) -> IntArray:
+        """``#{X < x_i}`` at every edge of :data:`_ALL_EDGES`."""
+        cum = np.cumsum(v.latency)
+        return np.concatenate(([0], cum[:N_EDGES], [cum[-1]])).astype(np.int64)
+
+    def _distribution(self, spec: MetricSpec, c: VersionState, s: VersionState) -> MetricVerdict:
+        n_c, n_s = c.predictions, s.predictions
+        if n_c < self.min_requests or n_s < self.min_requests:
+            return self._not_enough(spec, "predictions", n_c, n_s)
+        k = len(self.labels)
+        if c.unlabelled or s.unlabelled or k > spec.max_classes:
+            return MetricVerdict(spec.name, Outcome.INCONCLUSIVE, "NotComputable",
+                                 f"more than {spec.max_classes} distinct predicted classes", margin=spec.margin,
+                                 n_candidate=n_c, n_stable=n_s)
+        cc = c.classes[:k].astype(np.float64)
+        sc = s.classes[:k].astype(np.float64)
+        bounds_per_level = 4 * spec.max_classes  # 2 versions x 2 sides x classes, fixed in advance
+        # one vectorised call: [candidate, stable] x [fail level, pass level] x classes
+        counts = np.stack([cc, sc])[:, None, :].repeat(2, axis=1)
+        trials = np.array([n_c, n_s], dtype=np.float64)[:, None, None]
+        levels = np.array([self.alpha_per_metric, self.beta_per_metric])[None, :, None] / bounds_per_level
+        lo, hi = sequential.bernoulli_bounds(counts, trials, levels, n_opt=self.tune_requests)
+        lower = js_bounds(lo[0, 0], hi[0, 0], lo[1, 0], hi[1, 0])[0]
+        upper = js_bounds(lo[0, 1], hi[0, 1], lo[1, 1], hi[1, 1])[1]
+        value = js_distance(cc, sc)
+        what = f"JS distance {value:.3g} in [{lower:.3g}, {upper:.3g}] over {k} classes"
+        if lower > spec.margin:
+            outcome, reason, msg = Outcome.FAIL, "BeyondMargin", f"{what}: above {spec.margin:g}"
+        elif upper < spec.margin:
+            outcome, reason, msg = Outcome.PASS, "WithinMargin", f"{what}: below {spec.margin:g}"
+        else:
+            outcome, reason, msg = (Outcome.INCONCLUSIVE, "NoVerdictYet",
+                                    f"{what}: not yet distinguishable from {spec.margin:g}")
+        return MetricVerdict(spec.name, outcome, reason, msg, estimate=value, lower=lower, upper=upper,
+                             margin=spec.margin, n_candidate=n_c, n_stable=n_s)
+
+    def _agreement(self, spec: MetricSpec, c: VersionState, s: VersionState, intervals: bool) -> MetricVerdict:
+        k, n = c.disagreements, c.agreements + c.disagreements
+        if n < self.min_requests:
+            return self._not_enough(spec, "compared predictions", n, None)
+        p = spec.margin
+        x = k / n
+        a, b = self.alpha_per_metric, self.beta_per_metric
+        fail = p < 1 and self._one_sample(k, n, p, a, "greater")
+        passed = not fail and p > 0 and self._one_sample(k, n, p, b, "less")
+        lower = upper = None
+        if intervals:
+            lower = float(sequential.bernoulli_bounds(k, n, a, n_opt=self.tune_requests)[0])
+            upper = float(sequential.bernoulli_bounds(k, n, b, n_opt=self.tune_requests)[1])
+        span = "" if lower is None or upper is None else f" in [{_pct(lower)}, {_pct(upper)}]"
+        what = f"disagreement {_pct(x)}{span}"
+        if fail:
+            outcome, reason, msg = Outcome.FAIL, "BeyondMargin", f"{what}: above {_pct(p)}"
+        elif passed:
+            outcome, reason, msg = Outcome.PASS, "WithinMargin", f"{what}: below {_pct(p)}"
+        else:
+            outcome, reason, msg = (Outcome.INCONCLUSIVE, "NoVerdictYet",
+                                    f"{what}: not yet distinguishable from {_pct(p)}")
+        return MetricVerdict(spec.name, outcome, reason, msg, candidate=1 - x, estimate=x, lower=lower,
+                             upper=upper, margin=p, n_candidate=n, n_stable=s.requests)
+
+    def _one_sample(self, k: int, n: int, p: float, level: float, side: sequential.Side) -> bool:
+        a, b = sequential.beta_binomial_prior(p, p * (1 - p) * self.tune_requests, level)
+        return bool(sequential.beta_binomial_log_e(k, n, p, a, b, side=side) >= math.log(1 / level))
