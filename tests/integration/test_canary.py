@@ -97,13 +97,15 @@ def rollout(operator: Operator, roost: Roost, api_client: Any) -> dict[str, Any]
         _run("lr", "sklearn.linear_model.LogisticRegression", {"max_iter": 500}),
         _run("lr2", "sklearn.linear_model.LogisticRegression", {"max_iter": 500, "C": 0.5}),
         _run("slow", "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 600, "n_jobs": 1}),
+        _run("lr3", "sklearn.linear_model.LogisticRegression", {"max_iter": 500, "C": 2.0}),
         _version("bc-v1", 1, "lr"), _version("bc-v2", 2, "lr2"), _version("bc-v3", 3, "slow"),
+        _version("bc-v4", 4, "lr3"),
         {"apiVersion": "roost.dev/v1alpha1", "kind": "Deployment", "metadata": {"name": "bc"},
          "spec": {"modelVersion": "bc-v1"}},
     ]
     for m in manifests:
         roost.create(NS, m)
-    for v in ("bc-v1", "bc-v2", "bc-v3"):
+    for v in ("bc-v1", "bc-v2", "bc-v3", "bc-v4"):
         roost.wait("ModelVersion", NS, v, timeout=240, op=operator)
     deployment = roost.wait("Deployment", NS, "bc", timeout=120, op=operator)
     return {"url": deployment["status"]["url"], "operator": operator}
@@ -169,3 +171,22 @@ def test_slow_candidate_is_rolled_back_and_stable_keeps_answering(rollout: dict[
     response = httpx.post(f"{rollout['url']}/v2/models/bc/infer", json={"inputs": [
         {"name": "x", "shape": [1, len(FEATURES)], "datatype": "FP64", "data": DATA[FEATURES].iloc[0].tolist()}]})
     assert response.headers["x-roost-model-version"] == before
+
+
+def test_shadow_candidate_never_answers_clients_and_is_judged_on_agreement(
+        rollout: dict[str, Any], roost: Roost) -> None:
+    stable = roost.get("Deployment", NS, "bc")["status"]["stable"]["modelVersion"]
+    shadow = _strategy("Shadow", metrics=[{"name": "error-rate", "maxIncrease": 0.05},
+                                          {"name": "agreement", "max": 0.2}])
+    with Load(rollout["url"]) as load:
+        roost.patch_spec("Deployment", NS, "bc", {"modelVersion": "bc-v4", "strategy": shadow})
+        obj = _wait_stable(roost, "bc-v4", 150, rollout["operator"])
+        promoted_at = sum(load.seen.values())
+    assert load.failures == []
+    before_promotion = load.answers[: max(0, promoted_at - 50)]
+    assert before_promotion and all(version == stable for version, _ in before_promotion)
+    metrics = {m["name"]: m for m in obj["status"]["promotion"]["evidence"]["metrics"]}
+    agreement = metrics["agreement"]
+    assert agreement["outcome"] == "Pass"
+    assert agreement["observations"]["candidate"] >= 150
+    assert agreement["estimate"] is not None and agreement["estimate"] < 0.2
