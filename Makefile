@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv lint types contracts crds crds-check unit integration e2e test demo down
+.PHONY: venv lint types contracts crds crds-check unit integration e2e test demo demo-canary demo-drift down
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,12 @@ test: venv lint types contracts crds-check
 
 demo: venv
 	$(BIN)/roost demo
+
+demo-canary: venv
+	$(BIN)/roost demo canary
+
+demo-drift: venv
+	$(BIN)/roost demo drift
 
 down: venv
 	$(BIN)/roost demo --down

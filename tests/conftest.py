@@ -47,15 +47,27 @@ def api_client(kubeconfig: Path) -> Iterator[Any]:
     client.close()
 
 
-@pytest.fixture()
-def namespace(api_client: Any) -> Iterator[str]:
+def _fresh_namespace(api_client: Any, prefix: str) -> Iterator[str]:
     from kubernetes import client
 
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture()
+def namespace(api_client: Any) -> Iterator[str]:
+    """A fresh namespace, reconciled by the session operator once a test started it."""
+    yield from _fresh_namespace(api_client, "t-")
+
+
+@pytest.fixture()
+def private_namespace(api_client: Any) -> Iterator[str]:
+    """A fresh namespace the session operator never reconciles (``tk-*``): for a test's own operator, or
+    for objects whose status a test writes itself."""
+    yield from _fresh_namespace(api_client, PRIVATE_NAMESPACE_PREFIX)
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None,
@@ -111,6 +123,12 @@ class Operator:
                 self.proc.wait()
         self.proc = None
 
+    def stop_servers(self) -> int:
+        """Stop the model servers and routers this operator started (they outlive it by design)."""
+        from roost.execution import serving_local
+
+        return serving_local.LocalServing(self.workdir / "state" / "serving", self.store).stop_everything()
+
     def restart(self, kill: bool = True) -> None:
         self.stop(kill=kill)
         self.start()
@@ -129,6 +147,7 @@ def operator(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     time.sleep(1.0)
     yield op
     op.stop()
+    op.stop_servers()
 
 
 class Roost:

@@ -82,7 +82,7 @@ def _router(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from roost import demo
 
-    return demo.main(stop=args.down)
+    return demo.main(stop=args.down, scenario=args.scenario)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="run the quickstart on the local control plane (make demo)")
+    p.add_argument("scenario", nargs="?", default="quickstart", choices=["quickstart", "canary", "drift"])
     p.add_argument("--down", action="store_true", help="stop the operator, servers and control plane")
     p.set_defaults(func=_demo)
 

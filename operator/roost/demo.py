@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -237,9 +238,173 @@ def down() -> int:
     return 0
 
 
-def main(stop: bool = False) -> int:
+class Traffic:
+    """Holdout rows sent one at a time to the demo's stable URL from a background thread."""
+
+    def __init__(self, url: str, rows: pd.DataFrame) -> None:
+        self.url, self.rows = url, rows
+        self.stop = threading.Event()
+        self.sent = 0
+        self.failed = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        features = [c for c in self.rows.columns if c != "target"]
+        data = self.rows[features].to_numpy()
+        with httpx.Client(timeout=20.0) as client:
+            while not self.stop.is_set():
+                row = data[self.sent % len(data)].tolist()
+                body = {"inputs": [{"name": "x", "shape": [1, len(features)], "datatype": "FP64", "data": row}]}
+                try:
+                    ok = client.post(f"{self.url}/v2/models/breast-cancer/infer", json=body).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.sent += 1
+                self.failed += 0 if ok else 1
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _apply_files(k: kube_mod.Kube, *names: str) -> None:
+    for name in names:
+        for doc in yaml.safe_load_all((EXAMPLES / name).read_text()):
+            console.print(f"     {doc['kind'].lower()}.roost.dev/{doc['metadata']['name']} {k.apply(NAMESPACE, doc)}")
+
+
+def _wait_versions(k: kube_mod.Kube, names: list[str]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    with console.status(f"training and validating {', '.join(names)}"):
+        while time.monotonic() < deadline:
+            objs = [k.get("ModelVersion", NAMESPACE, n) for n in names]
+            if all(_condition(o, "Ready").get("status") == "True" for o in objs):
+                return
+            bad = [n for n, o in zip(names, objs, strict=True) if _condition(o, "Stalled").get("status") == "True"]
+            if bad:
+                why = _condition(k.get("ModelVersion", NAMESPACE, bad[0]), "Ready").get("message")
+                raise errors.PermanentError("DemoFailed", f"ModelVersion {bad[0]} was rejected: {why}")
+            time.sleep(0.5)
+    raise errors.PermanentError("DemoTimedOut", f"{', '.join(names)} did not become Ready")
+
+
+def _evidence(metrics: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("metric", "verdict", "candidate", "stable", "interval", "margin", "requests (cand/stable)"):
+        table.add_column(col)
+    for m in metrics:
+        interval = "-" if m.get("lower") is None else f"[{m['lower']:.4g}, {m['upper']:.4g}]"
+        def num(x: Any) -> str:
+            return "-" if x is None else f"{x:.4g}"
+        obs = m.get("observations") or {}
+        table.add_row(m["name"], m["outcome"], num(m.get("candidate")), num(m.get("stable")), interval,
+                      str(m.get("margin")), f"{obs.get('candidate', 0)}/{obs.get('stable', 0)}")
+    return table
+
+
+def _roll_out(k: kube_mod.Kube, manifest: str, version: str, url: str, rows: pd.DataFrame) -> dict[str, Any]:
+    """Apply a Deployment change and send traffic until the rollout of ``version`` ends either way."""
+    _apply_files(k, manifest)
+    last = ""
+    with Traffic(url, rows) as traffic:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            status = (k.get("Deployment", NAMESPACE, "breast-cancer") or {}).get("status") or {}
+            canary = status.get("canary") or {}
+            verdict = (status.get("analysis") or {}).get("verdict", "starting")
+            line = (f"     canary {canary.get('modelVersion')} step {canary.get('step')} "
+                    f"weight {canary.get('weight')}% — {verdict}") if canary else ""
+            if line and line != last:
+                console.print(line)
+                last = line
+            if (status.get("stable") or {}).get("modelVersion") == version and not canary:
+                console.print(f"     [green]promoted {version}[/] after {traffic.sent} requests, "
+                              f"{traffic.failed} failed")
+                return status
+            if (status.get("rollback") or {}).get("modelVersion") == version:
+                console.print(f"     [red]rolled back {version}[/] after {traffic.sent} requests, "
+                              f"{traffic.failed} failed: {status['rollback']['message']}")
+                return status
+            time.sleep(0.5)
+    raise errors.PermanentError("DemoTimedOut", f"the rollout of {version} did not end")
+
+
+def canary_scenario() -> int:
+    """``make demo-canary``: a good version promoted and a slow one rolled back, on live traffic."""
+    up()
+    k = kube_mod.Kube(kubeconfig=str(cluster.Cluster().kubeconfig))
+    console.print("[bold]canary 1/3[/] two more versions: breast-cancer-v2 (logistic regression), "
+                  "breast-cancer-v3 (a 1500-tree forest: accurate, slow)")
+    _apply_files(k, "canary/trainingrun-lr.yaml", "canary/modelversion-v2.yaml", "canary/trainingrun-slow.yaml",
+                 "canary/modelversion-v3.yaml")
+    _wait_versions(k, ["breast-cancer-v2", "breast-cancer-v3"])
+    deployment = k.get("Deployment", NAMESPACE, "breast-cancer") or {}
+    url = deployment["status"]["url"]
+    rows = pd.read_csv(EXAMPLES / "data" / "breast_cancer.csv").sample(300, random_state=0)
+    console.print("[bold]canary 2/3[/] roll out v2 as a canary (10% → 50%), judged against v1")
+    status = deployment["status"]
+    if (status.get("stable") or {}).get("modelVersion") != "breast-cancer-v2" and not status.get("rollback"):
+        status = _roll_out(k, "canary/deployment-canary-v2.yaml", "breast-cancer-v2", url, rows)
+    if status.get("promotion"):
+        console.print(_evidence(status["promotion"]["evidence"]["metrics"], "evidence for promoting v2"))
+    console.print("[bold]canary 3/3[/] roll out v3 the same way")
+    if (status.get("rollback") or {}).get("modelVersion") != "breast-cancer-v3":
+        status = _roll_out(k, "canary/deployment-canary-v3.yaml", "breast-cancer-v3", url, rows)
+    evidence = (status.get("rollback") or {}).get("evidence") or {}
+    console.print(_evidence(evidence.get("metrics") or [], "evidence for rolling back v3"))
+    console.print(f"Serving: {status['stable']['modelVersion']}; the spec names breast-cancer-v3 (as git does), "
+                  "and the status says why it is not served:")
+    console.print(f"  kubectl describe deployments.roost.dev breast-cancer -n {NAMESPACE}")
+    return 0
+
+
+def drift_scenario() -> int:
+    """``make demo-drift``: holdout traffic raises no alarm; shifted traffic drifts on exactly those features."""
+    up()
+    k = kube_mod.Kube(kubeconfig=str(cluster.Cluster().kubeconfig))
+    url = (k.get("Deployment", NAMESPACE, "breast-cancer") or {})["status"]["url"]
+    _apply_files(k, "drift/driftpolicy.yaml")
+    data = pd.read_csv(EXAMPLES / "data" / "breast_cancer.csv")
+    shifted = data.sample(500, replace=True, random_state=1)
+    moved = ["mean_radius", "worst_texture", "mean_smoothness"]
+    for name in moved:
+        shifted[name] = shifted[name] + data[name].std()
+    for label, rows in (("holdout-like traffic", data.sample(500, replace=True, random_state=0)),
+                        (f"traffic with {', '.join(moved)} shifted by one standard deviation", shifted)):
+        console.print(f"[bold]drift[/] sending 500 rows of {label}")
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for i in range(0, len(rows), 25):
+            part = rows.iloc[i:i + 25]
+            features = [c for c in part.columns if c != "target"]
+            httpx.post(f"{url}/v2/models/breast-cancer/infer", timeout=20.0, json={"inputs": [
+                {"name": "x", "shape": [len(part), 30], "datatype": "FP64",
+                 "data": part[features].to_numpy().ravel().tolist()}]}).raise_for_status()
+        status: dict[str, Any] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = (k.get("DriftPolicy", NAMESPACE, "breast-cancer-drift") or {}).get("status") or {}
+            if (status.get("lastCheckTime") or "") > started and (status.get("samples") or 0) >= 500:
+                break
+            time.sleep(0.5)
+        drifted = [f["name"] for f in status.get("features") or [] if f["drifted"]]
+        console.print(f"     drift detected: {status.get('driftDetected')}; drifted features: {drifted or 'none'}")
+        console.print(f"     report: {status.get('reportURI')}")
+    retrained = _condition(k.get("DriftPolicy", NAMESPACE, "breast-cancer-drift"), "Retrained")
+    if retrained:
+        console.print(f"     retrain: {retrained['reason']} — {retrained['message']}")
+    console.print(f"Look: kubectl get driftpolicies -n {NAMESPACE}; open the report file in a browser.")
+    return 0
+
+
+def main(stop: bool = False, scenario: str = "quickstart") -> int:
     try:
-        return down() if stop else up()
+        if stop:
+            return down()
+        return {"quickstart": up, "canary": canary_scenario, "drift": drift_scenario}[scenario]()
     except errors.RoostError as e:
         console.print(f"[red]roost demo failed ({e.reason})[/]\n{e.message}")
         return 1

@@ -111,8 +111,9 @@ class Served:
 
 
 @pytest.fixture()
-def served(roost: Roost, namespace: str, store: store_mod.Store) -> Iterator[Served]:
-    yield Served(roost, namespace, store)
+def served(roost: Roost, private_namespace: str, store: store_mod.Store) -> Iterator[Served]:
+    # A namespace the session operator never reconciles: these tests write ModelVersion status themselves.
+    yield Served(roost, private_namespace, store)
 
 
 def owner_ref(served: Served) -> dict[str, Any]:
@@ -328,16 +329,16 @@ def test_deleting_the_roost_deployment_garbage_collects_its_children(
 
 # ----- refusal -------------------------------------------------------------------------------------------
 def test_a_file_store_is_refused_with_store_not_shared(
-    api_client: Any, roost: Roost, namespace: str, tmp_path: Any, s3_env: None,
+    api_client: Any, roost: Roost, private_namespace: str, tmp_path: Any, s3_env: None,
 ) -> None:
     local = store_mod.Store(f"file://{tmp_path / 'store'}")
-    served = Served(roost, namespace, local)
+    served = Served(roost, private_namespace, local)
     serving = serving_kube.KubernetesServing(api_client, local, image=IMAGE)
     with pytest.raises(errors.PermanentError) as info:
         served.ensure(serving)
     assert info.value.reason == "StoreNotShared"
-    assert not client.AppsV1Api(api_client).list_namespaced_deployment(namespace).items
-    assert serving.server_names(namespace, served.name) == []
+    assert not client.AppsV1Api(api_client).list_namespaced_deployment(private_namespace).items
+    assert serving.server_names(private_namespace, served.name) == []
 
 
 # ----- the controller drives this backend like the local one ------------------------------------------
@@ -370,10 +371,10 @@ def test_the_deployment_controller_serves_through_the_kubernetes_backend(
 
 
 def test_the_deployment_controller_stalls_with_store_not_shared_on_a_file_store(
-    api_client: Any, roost: Roost, namespace: str, tmp_path: Any, s3_env: None,
+    api_client: Any, roost: Roost, private_namespace: str, tmp_path: Any, s3_env: None,
 ) -> None:
     local = store_mod.Store(f"file://{tmp_path / 'store'}")
-    served = Served(roost, namespace, local)
+    served = Served(roost, private_namespace, local)
     rt = runtime.Runtime(store=local, executor=None, kube=kube.Kube(api_client),  # type: ignore[arg-type]
                          state_dir=tmp_path, serving=serving_kube.KubernetesServing(api_client, local))
     plan = asyncio.run(deployment_controller.reconcile_once(rt, served.body))

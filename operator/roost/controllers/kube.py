@@ -35,6 +35,13 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise errors.ExternalError("APIError", f"{what}: {e.status} {message}") from e
 
 
+def _contains(have: Any, want: Any) -> bool:
+    """Whether ``have`` already holds everything ``want`` sets (the API server adds defaults)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(_contains(have.get(k), v) for k, v in want.items())
+    return bool(have == want)
+
+
 class Kube:
     """Typed-enough access to Roost objects and the few core objects the operator touches."""
 
@@ -85,7 +92,7 @@ class Kube:
                 self.custom.create_namespaced_custom_object(
                     common.GROUP, common.VERSION, namespace, self._plural(kind), manifest)
             return "created"
-        if all(current.get("spec", {}).get(k) == v for k, v in manifest.get("spec", {}).items()):
+        if _contains(current.get("spec", {}), manifest.get("spec", {})):
             return "unchanged"
         with mapped_errors(f"patch {kind} {namespace}/{name}"):
             self.custom.patch_namespaced_custom_object(

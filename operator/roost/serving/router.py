@@ -392,6 +392,7 @@ def create_app(config_path: str) -> Starlette:
 def main(config_path: str) -> int:
     """Run the router until SIGTERM/SIGINT; return the process exit code (2 for a bad config)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request would fill the disk
     try:
         app = create_app(config_path)
     except (OSError, ValueError) as e:
