@@ -56,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     return operator.main(
         executor=args.executor, namespaces=args.namespace, all_namespaces=args.all_namespaces,
         store=args.store, standalone=True, verbose=args.verbose, liveness=args.liveness,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -85,6 +86,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(stop=args.down, scenario=args.scenario)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from roost import reports
+
+    return reports.drift(args.policy, args.namespace, args.out, args.kubeconfig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roost", description="GitOps for the life of machine-learning models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,12 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="artifact store root URI (default: $ROOST_STORE or a local folder)")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--liveness", help="serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz")
+    p.add_argument("--metrics-port", type=int, help="serve the operator's Prometheus metrics on this port")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("demo", help="run the quickstart on the local control plane (make demo)")
     p.add_argument("scenario", nargs="?", default="quickstart", choices=["quickstart", "canary", "drift"])
     p.add_argument("--down", action="store_true", help="stop the operator, servers and control plane")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("report", help="fetch a report, e.g. `roost report drift <policy> -n <ns>`")
+    p.add_argument("kind", choices=["drift"])
+    p.add_argument("policy")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--out", help="file to write (default: <policy>-drift-report.html)")
+    p.add_argument("--kubeconfig")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("worker", help="run one unit of work (used by executors)")
     p.add_argument("name")

@@ -347,9 +347,12 @@ def canary_scenario() -> int:
     rows = pd.read_csv(EXAMPLES / "data" / "breast_cancer.csv").sample(300, random_state=0)
     console.print("[bold]canary 2/3[/] roll out v2 as a canary (10% → 50%), judged against v1")
     status = deployment["status"]
-    if (status.get("stable") or {}).get("modelVersion") != "breast-cancer-v2" and not status.get("rollback"):
+    if (status.get("rollback") or {}).get("modelVersion") == "breast-cancer-v2":
+        console.print(f"     v2 was rolled back earlier ({status['rollback']['message']}); Roost does not retry "
+                      "a rolled-back artifact: `make down`, delete namespace roost-demo and run again to replay")
+    elif (status.get("stable") or {}).get("modelVersion") not in ("breast-cancer-v2", "breast-cancer-v3"):
         status = _roll_out(k, "canary/deployment-canary-v2.yaml", "breast-cancer-v2", url, rows)
-    if status.get("promotion"):
+    if (status.get("promotion") or {}).get("modelVersion") == "breast-cancer-v2":
         console.print(_evidence(status["promotion"]["evidence"]["metrics"], "evidence for promoting v2"))
     console.print("[bold]canary 3/3[/] roll out v3 the same way")
     if (status.get("rollback") or {}).get("modelVersion") != "breast-cancer-v3":

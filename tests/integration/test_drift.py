@@ -4,6 +4,8 @@ NoNewData without a newer Dataset version, and a retrain that ends in a reviewab
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,18 @@ def test_shifted_features_drift_and_no_others(served: dict[str, Any], roost: Roo
     assert roost.condition(obj, "Drifted")["status"] == "True"  # type: ignore[index]
     retrained = roost.condition(obj, "Retrained")
     assert retrained is not None and retrained["reason"] == "NoNewData"
+
+
+def test_roost_report_drift_writes_the_latest_report(served: dict[str, Any], kubeconfig: Path,
+                                                     tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = subprocess.run([sys.executable, "-m", "roost.cli", "report", "drift", "bc-drift", "-n", NS,
+                             "--out", str(out), "--kubeconfig", str(kubeconfig)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout
+    page = out.read_text()
+    assert "drift detected" in page and all(name in page for name in SHIFTED)
 
 
 def test_new_data_retrains_and_proposes_a_reviewable_version(served: dict[str, Any], roost: Roost,

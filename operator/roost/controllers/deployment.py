@@ -34,6 +34,7 @@ def server_config(rt: Runtime, ns: str, name: str, spec: deployment.DeploymentSp
         "requestLog": {"uri": rt.store.uri("requestlogs", ns, name, version.name),
                        "sampleRate": spec.logging.sample_rate, "flushInterval": 2.0, "flushRows": 1000,
                        "maxBufferedRows": 100_000},
+        **({"runtime": version.runtime} if version.runtime else {}),
     }
 
 

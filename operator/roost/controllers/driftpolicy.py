@@ -12,7 +12,7 @@ import pydantic
 
 from roost.api import common, driftpolicy
 from roost.controllers import dataset as dataset_controller
-from roost.controllers import loop
+from roost.controllers import loop, metrics
 from roost.controllers.runtime import Key, Runtime
 from roost.reconcile import driftpolicy as reconcile_drift
 from roost.reconcile import plan as plan_mod
@@ -56,6 +56,8 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
         dataset=None if dataset_obj is None else (dataset_obj.get("status") or {}),
         retrain_run=None if retrain_obj is None else (retrain_obj.get("status") or {}), unit=unit, result=result,
     ))
+    if plan.status.get("lastCheckTime") != status.get("lastCheckTime"):
+        metrics.record_drift(ns, name, plan.status)
     for manifest in plan.create:
         created = await asyncio.to_thread(rt.kube.create, ns, manifest)
         log.info("%s TrainingRun %s/%s for DriftPolicy %s", "Created" if created else "Adopted",

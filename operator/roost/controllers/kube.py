@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -33,6 +34,8 @@ def mapped_errors(what: str) -> Iterator[None]:
         if e.status == 409:
             raise errors.TemporaryError("Conflict", f"{what}: {message}", delay=0.5) from e
         raise errors.ExternalError("APIError", f"{what}: {e.status} {message}") from e
+    except urllib3.exceptions.HTTPError as e:
+        raise errors.ExternalError("APIUnreachable", f"{what}: the API server is unreachable ({e})") from e
 
 
 def _contains(have: Any, want: Any) -> bool:
@@ -63,14 +66,14 @@ class Kube:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
-        try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                common.GROUP, common.VERSION, namespace, self._plural(kind), name)
-            return obj
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            with mapped_errors(f"get {kind} {namespace}/{name}"):
+        with mapped_errors(f"get {kind} {namespace}/{name}"):
+            try:
+                obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                    common.GROUP, common.VERSION, namespace, self._plural(kind), name)
+                return obj
+            except ApiException as e:
+                if e.status == 404:
+                    return None
                 raise
 
     def list(self, kind: str, namespace: str) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 def main(executor: str = "local", namespaces: list[str] | None = None, all_namespaces: bool = False,
          store: str | None = None, standalone: bool = True, verbose: bool = False,
          state_dir: Path | None = None, ready_flag: Any = None, stop_flag: Any = None,
-         liveness: str | None = None) -> int:
+         liveness: str | None = None, metrics_port: int | None = None) -> int:
     """Run the operator until interrupted; return an exit code.
 
     Args:
@@ -70,6 +70,10 @@ def main(executor: str = "local", namespaces: list[str] | None = None, all_names
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from roost.controllers import dataset, deployment, driftpolicy, modelversion, trainingrun  # noqa: F401
 
+    if metrics_port:
+        from roost.controllers import metrics
+
+        metrics.serve(metrics_port)
     state = state_dir or default_state_dir()
     state.mkdir(parents=True, exist_ok=True)
     config = {"executor": executor, "store": store or store_mod.default_root(), "state_dir": str(state)}

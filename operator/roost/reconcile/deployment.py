@@ -47,6 +47,7 @@ class Version:
     digest: str | None = None
     artifact: dict[str, Any] | None = None
     signature: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None  # status.runtime: onnx (parity passed) or sklearn
 
 
 @dataclass(frozen=True)
@@ -295,5 +296,5 @@ def desired_version(name: str, mv: dict[str, Any] | None) -> Version:
         stalled_reason=stalled["reason"] if stalled and stalled["status"] == TRUE else None,
         message=(stalled or {}).get("message", ""), digest=artifact.get("digest"),
         artifact={"uri": artifact.get("uri"), "digest": artifact.get("digest")} if artifact else None,
-        signature=status.get("signature"),
+        signature=status.get("signature"), runtime=status.get("runtime"),
     )

@@ -12,6 +12,10 @@ Two wire protocols are spoken, both with the model name in the URL (the roost.de
 Every request is checked against the model's *signature* (recorded at training time) before the model
 sees it: names, datatypes, shapes and nulls. The checks are vectorised (numpy and pandas' C type
 inference over whole columns); only the error path walks values one by one, to name the culprit.
+When every input of the signature is numeric with one datatype (all FP64 or all INT64), a parsed
+request holds its rows as one ``[N, F]`` numpy block in signature order rather than a DataFrame: the
+server batches and predicts on blocks without building a DataFrame per request (``.frame`` builds one
+on demand).
 A request that fails a check raises :class:`ProtocolError` with the HTTP status to answer (400, 404,
 413) and a message that names the input and the problem. This module does no I/O and knows nothing
 about HTTP frameworks, so every rule here is unit-tested without a server.
@@ -24,7 +28,7 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -127,6 +131,22 @@ class Signature:
         the column labels (tens of microseconds per request with pandas' string inference)."""
         return pd.Index(self.names)
 
+    @functools.cached_property
+    def groups(self) -> tuple[tuple[str, bool, tuple[int, ...]], ...]:
+        """Input positions grouped by ``(datatype, nullable)``, in order of first appearance."""
+        found: dict[tuple[str, bool], list[int]] = {}
+        for j, spec in enumerate(self.inputs):
+            found.setdefault((spec.datatype, spec.nullable), []).append(j)
+        return tuple((datatype, nullable, tuple(idx)) for (datatype, nullable), idx in found.items())
+
+    @functools.cached_property
+    def block_datatype(self) -> str | None:
+        """``FP64`` or ``INT64`` when every input is numeric with that one datatype (requests are then
+        parsed into one ``[N, F]`` block), else None (requests are parsed into a DataFrame)."""
+        if len(self.groups) == 1 and self.groups[0][0] in ("FP64", "INT64") and not self.groups[0][1]:
+            return self.groups[0][0]
+        return None
+
     @property
     def is_classifier(self) -> bool:
         return self.task == "classification"
@@ -181,16 +201,33 @@ def _default_output_datatype(task: Any, classes: Sequence[Any]) -> str:
 
 
 # ----- parsed requests ---------------------------------------------------------------------------
+#: Validated model inputs: an ``[N, F]`` block in signature order (float64 or int64, when the signature's
+#: :attr:`Signature.block_datatype` is set), else a DataFrame with the signature's columns in order.
+Inputs: TypeAlias = NDArray[Any] | pd.DataFrame
+
+
+def as_frame(inputs: Inputs, signature: Signature) -> pd.DataFrame:
+    """``inputs`` as a DataFrame with the signature's columns (a block is wrapped, not copied)."""
+    if isinstance(inputs, pd.DataFrame):
+        return inputs
+    return pd.DataFrame(inputs, columns=signature.columns, copy=False)
+
+
 @dataclass(frozen=True)
 class V1Request:
-    """A validated KServe V1 request: ``frame`` has the signature's columns in order, a row per instance."""
+    """A validated KServe V1 request: ``inputs`` has the signature's columns in order, a row per instance."""
 
-    frame: pd.DataFrame
+    inputs: Inputs
     probabilities: bool  # the :predict_proba verb, or parameters.probabilities = true
+    signature: Signature
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return as_frame(self.inputs, self.signature)
 
     @property
     def rows(self) -> int:
-        return len(self.frame)
+        return len(self.inputs)
 
 
 @dataclass(frozen=True)
@@ -201,12 +238,17 @@ class V2Request:
     """
 
     id: str | None
-    frame: pd.DataFrame
+    inputs: Inputs
     outputs: tuple[str, ...]
+    signature: Signature
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return as_frame(self.inputs, self.signature)
 
     @property
     def rows(self) -> int:
-        return len(self.frame)
+        return len(self.inputs)
 
 
 # ----- KServe V1 ---------------------------------------------------------------------------------
@@ -235,7 +277,7 @@ def parse_v1_request(payload: Any, signature: Signature, *, proba_verb: bool = F
     probabilities = proba_verb or bool(params and params.get("probabilities"))
     names = signature.names
     rows = _rows_from_objects(instances, names) if isinstance(instances[0], dict) else instances
-    return V1Request(_frame_from_rows(rows, signature), probabilities)
+    return V1Request(_inputs_from_rows(rows, signature), probabilities, signature)
 
 
 def _rows_from_objects(instances: list[Any], names: tuple[str, ...]) -> list[Any]:
@@ -262,8 +304,8 @@ def _rows_from_objects(instances: list[Any], names: tuple[str, ...]) -> list[Any
     raise ProtocolError("instances do not match the signature")  # pragma: no cover - unreachable
 
 
-def _frame_from_rows(rows: list[Any], signature: Signature) -> pd.DataFrame:
-    """Turn N rows of F JSON values into a typed DataFrame, one vectorised check per datatype."""
+def _inputs_from_rows(rows: list[Any], signature: Signature) -> Inputs:
+    """Turn N rows of F JSON values into typed inputs, one vectorised check per datatype."""
     width = len(signature.inputs)
     # object first, then pandas' C type inference per datatype group: np.asarray(rows) straight to
     # float would be faster for big batches but silently turns true/false into 1/0
@@ -277,7 +319,7 @@ def _frame_from_rows(rows: list[Any], signature: Signature) -> pd.DataFrame:
             f"instances[{bad}] must be a list of {width} values in signature order "
             f"({', '.join(signature.names[:3])}, ...) or an object keyed by input name"
         )
-    return _typed_frame(signature, block, declared=None, where="instances")
+    return _typed_inputs(signature, block, declared=None, where="instances")
 
 
 # ----- Open Inference Protocol (V2) ---------------------------------------------------------------
@@ -308,11 +350,11 @@ def parse_v2_request(payload: Any, signature: Signature, *, has_proba: bool = Tr
     parsed = [_tensor(t, i) for i, t in enumerate(tensors)]
     names = signature.names
     if len(parsed) == 1 and parsed[0].name not in names:
-        frame = _frame_from_matrix(parsed[0], signature)
+        inputs = _inputs_from_matrix(parsed[0], signature)
     else:
-        frame = _frame_from_columns(parsed, signature)
+        inputs = _inputs_from_columns(parsed, signature)
     available = signature.output_names(has_proba)
-    return V2Request(request_id, frame, _requested_outputs(payload.get("outputs"), available))
+    return V2Request(request_id, inputs, _requested_outputs(payload.get("outputs"), available), signature)
 
 
 @dataclass(frozen=True)
@@ -357,7 +399,7 @@ def _tensor(raw: Any, index: int) -> _Tensor:
     return _Tensor(name, str(datatype), tuple(shape), flat)
 
 
-def _frame_from_matrix(tensor: _Tensor, signature: Signature) -> pd.DataFrame:
+def _inputs_from_matrix(tensor: _Tensor, signature: Signature) -> Inputs:
     width = len(signature.inputs)
     if len(tensor.shape) != 2 or tensor.shape[1] != width:
         raise ProtocolError(
@@ -366,10 +408,10 @@ def _frame_from_matrix(tensor: _Tensor, signature: Signature) -> pd.DataFrame:
         )
     if tensor.shape[0] == 0:
         raise ProtocolError(f"input {tensor.name!r} has no rows")
-    return _typed_frame(signature, tensor.data.reshape(tensor.shape), tensor.datatype, where="input")
+    return _typed_inputs(signature, tensor.data.reshape(tensor.shape), tensor.datatype, where="input")
 
 
-def _frame_from_columns(tensors: list[_Tensor], signature: Signature) -> pd.DataFrame:
+def _inputs_from_columns(tensors: list[_Tensor], signature: Signature) -> Inputs:
     by_name: dict[str, _Tensor] = {}
     known = set(signature.names)
     for t in tensors:
@@ -403,7 +445,7 @@ def _frame_from_columns(tensors: list[_Tensor], signature: Signature) -> pd.Data
             # one conversion for the whole group; no bool/str/null can hide in a numeric stack
             typed = _coerce_block(specs, np.column_stack(flats), datatype, nullable, "input")
             if len(groups) == 1:
-                return pd.DataFrame(typed, columns=signature.columns)
+                return typed if signature.block_datatype else pd.DataFrame(typed, columns=signature.columns)
             columns.update((s.name, typed[:, k]) for k, s in enumerate(specs))
         else:
             columns.update((s.name, _coerce(s, f)) for s, f in zip(specs, flats, strict=True))
@@ -426,19 +468,18 @@ def _requested_outputs(raw: Any, available: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # ----- typing columns ----------------------------------------------------------------------------
-def _typed_frame(signature: Signature, block: NDArray[Any], declared: str | None, where: str) -> pd.DataFrame:
+def _typed_inputs(signature: Signature, block: NDArray[Any], declared: str | None, where: str) -> Inputs:
     """Coerce an ``[N, F]`` block column group by column group (one group per signature datatype)."""
-    groups: dict[tuple[str, bool], list[int]] = {}
-    for j, spec in enumerate(signature.inputs):
-        if declared is not None:
-            _check_declared(spec, declared)
-        groups.setdefault((spec.datatype, spec.nullable), []).append(j)
+    groups = signature.groups
+    if declared is not None:
+        for _datatype, _nullable, idx in groups:  # the first input of each datatype is the one named
+            _check_declared(signature.inputs[idx[0]], declared)
     if len(groups) == 1:
-        (datatype, nullable), _ = next(iter(groups.items()))
+        datatype, nullable, _ = groups[0]
         typed = _coerce_block(signature.inputs, block, datatype, nullable, where)
-        return pd.DataFrame(typed, columns=signature.columns)
+        return typed if signature.block_datatype else pd.DataFrame(typed, columns=signature.columns)
     columns: dict[str, NDArray[Any]] = {}
-    for (datatype, nullable), idx in groups.items():
+    for datatype, nullable, idx in groups:
         specs = tuple(signature.inputs[j] for j in idx)
         typed = _coerce_block(specs, block[:, idx], datatype, nullable, where)
         for k, spec in enumerate(specs):

@@ -1,50 +1,62 @@
 """Canary analysis: is the candidate version worse than the stable one on live traffic?
 
 The decision engine behind shift-right rollouts. Each version's request outcomes (status code,
-latency, predicted class, agreement with stable in shadow mode) are folded into O(1) state —
-counts and a fixed latency histogram — by :meth:`Analysis.update`, one batch at a time; the state is
-a small JSON dict (:meth:`Analysis.to_dict`) that survives reconciles and restarts.
-:meth:`Analysis.evaluate` judges every metric; :func:`judge` turns the per-metric verdicts into one.
+latency, predicted class; in shadow mode, agreement with stable) are folded batch by batch into O(1)
+state — counts, a fixed latency histogram, a few running log e-values — by :meth:`Analysis.update`;
+the state is a small JSON dict (:meth:`Analysis.to_dict`, a few KB) that survives reconciles and
+restarts. :meth:`Analysis.evaluate` judges every metric; :func:`judge` makes one verdict of them.
 
-Per metric, a time-uniform confidence sequence (:mod:`roost.stats.sequential`) for how the candidate
-compares with stable, valid under continuous monitoring — look after every batch, stop any time:
+Per metric, a time-uniform confidence sequence (:mod:`roost.stats.sequential`) compares the
+candidate with stable; it is valid under continuous monitoring — judge after every batch, stop any
+time — so looking often costs nothing:
 
-============== ================== ============================ ==========================================
-metric         compared quantity  margin                       confidence sequence
-============== ================== ============================ ==========================================
-error-rate     p_c - p_s (5xx)    maxIncrease                  two-sample mixture vs. null maximum
-rejection-rate p_c - p_s (4xx)    maxIncrease                  likelihood (exact for Bernoulli outcomes)
-latency-p95/99 q_c / q_s          maxRatio                     per-version quantile sequences, combined
-prediction-shift JS(P_c, P_s)     max (base-2 JS distance)     per-class Bernoulli boxes, JS over boxes
-agreement      1 - agreement      max (disagreement share)     one-sample beta-binomial mixture
-============== ================== ============================ ==========================================
+================ ============================ ====================================================
+metric           compared, margin             sequence
+================ ============================ ====================================================
+error-rate       ``p_c - p_s`` of 5xx shares, two-sample e-processes, block by block: plug-in and
+rejection-rate   4xx shares; ``maxIncrease``  fixed alternatives against the null's reverse
+                                              information projection (exact for 0/1 outcomes)
+latency-p95/99   ``q_c / q_s``; ``maxRatio``  per-version quantile sequences (beta-binomial at the
+                                              histogram's edges), combined by a union bound
+prediction-shift base-2 Jensen-Shannon        per-class share sequences (Bonferroni over
+                 distance; ``max``            ``4 * max_classes`` bounds), JS over the boxes
+agreement        ``1 - agreement``; ``max``   one-sample beta-binomial mixture
+================ ============================ ====================================================
 
 Verdict per metric (``m`` metrics, budgets ``alpha`` and ``beta``):
 
 * **Fail** as soon as the sequence's lower bound, at level ``alpha / m`` (Bonferroni: any one of the
   metrics may fail, so the false-rollback budget is split), shows the candidate worse than stable:
   difference ``> 0``, ratio ``> 1``; for ``max`` margins — a distance or a disagreement share, where
-  a new model is *expected* to differ somewhat — worse than the margin itself.
-  ``P(Fail ever | candidate no worse) <= alpha / m``.
+  a retrained model is *expected* to differ somewhat, so "worse than zero" would roll back every
+  change — worse than the margin itself. ``P(Fail ever | candidate no worse) <= alpha / m``.
 * **Pass** when the upper bound, at level ``beta`` per metric, is below the margin:
-  ``P(Pass ever | metric at or beyond its margin) <= beta``. Passing requires *every* metric to pass,
-  so a regression in metric j is missed only if j's own sequence misses it: no split is needed for
-  ``beta`` (``split_beta=True`` splits it anyway, as ``beta / m``). The margin is the minimum
-  detectable effect.
-* **Inconclusive** otherwise — in particular with fewer than ``min_requests`` observations per
-  version, or when a metric cannot be computed (no latencies, no predictions, NaN, 0/0): never Pass
-  without evidence.
+  ``P(Pass ever | metric at or beyond its margin) <= beta``. Passing needs *every* metric to pass,
+  so a regression in metric j is missed only if j's own sequence misses it: the missed-regression
+  budget needs no split (``split_beta=True`` splits it anyway, ``beta / m``, at a cost in speed).
+  The margin is the minimum detectable effect.
+* **Inconclusive** otherwise — in particular with fewer than ``min_requests`` requests per version
+  (or observations of the metric's own kind), or a metric that cannot be computed (no latencies,
+  no predictions, NaN, too many classes): never Pass without evidence.
 
+A metric with a true value between "no worse" and the margin may end either way (indifference zone).
 :func:`judge` gives Fail if any metric fails (naming it, with both versions' values and the
 interval), Pass if all pass, Inconclusive otherwise.
 
-Assumptions: requests are independent; within a version, outcomes are identically distributed over
-the analysis window (a traffic mix that drifts while the canary's weight changes can bias any
-two-sample comparison, sequential or not); warm-up requests are excluded by the caller; the routing
-split may change over time but not in response to outcomes. Error and rejection outcomes are 0/1,
-hence bounded, so no variance assumption enters. Latency quantiles need no distributional
-assumption; the histogram costs at most one bin (2.3 %) of resolution, always on the conservative
-side. Prediction shift treats a class that neither version ever predicted as absent.
+Assumptions: requests are independent; warm-up requests are excluded by the caller; the routing
+split may change over time, never in response to outcomes. Error and rejection outcomes are 0/1 —
+bounded, no variance assumption. Their tests stay valid when the rates drift from one block to the
+next (both versions sharing the drift), since each block is bet on separately; the quantile,
+share and agreement sequences assume one distribution per version over the analysis window.
+Latency quantiles need no distributional assumption: the histogram (200 log-spaced bins per decade,
+1.16 % wide) costs at most one bin per bound, always on the conservative side. Prediction shift
+treats a class that neither version ever predicted as absent.
+
+Sources: Howard, Ramdas, McAuliffe & Sekhon, Ann. Statist. 49(2), 2021 (confidence sequences,
+beta-binomial mixtures); Howard & Ramdas, Bernoulli 28(3), 2022 (quantiles); Turner, Ly & Grünwald,
+Stat. Probab. Lett. 2024, and Grünwald, de Heide & Koolen, JRSS B 2024 (growth-optimal e-values for
+two proportions); Waudby-Smith & Ramdas, JRSS B 2024 (predictable plug-ins) — details and formulas
+in :mod:`roost.stats.sequential` and below.
 """
 
 from __future__ import annotations
@@ -68,12 +80,13 @@ FloatArray = npt.NDArray[np.float64]
 #: Serialisation format of :meth:`Analysis.to_dict`.
 FORMAT = 1
 
-# Latency histogram: fixed log-spaced bins, 100 per decade (each bin spans a factor 10**0.01, i.e.
-# 2.33 %), from 0.01 ms to 1000 s. Bin 0 is [0, 0.01 ms), bin j in 1..800 is [e_(j-1), e_j) with
-# e_j = 10**(-2 + j/100) ms, bin 801 is [1000 s, inf). 802 integers per version, O(1) in requests.
+# Latency histogram: fixed log-spaced bins, 200 per decade (each bin spans a factor 10**0.005, i.e.
+# 1.16 %), from 0.01 ms to 1000 s. Bin 0 is [0, 0.01 ms), bin j in 1..1600 is [e_(j-1), e_j) with
+# e_j = 10**(-2 + j/200) ms, bin 1601 is [1000 s, inf). 1602 integers per version, O(1) in requests;
+# serialised as the slice between the first and last non-empty bins.
 LATENCY_LOG10_MIN = -2.0
 LATENCY_DECADES = 8
-BINS_PER_DECADE = 100
+BINS_PER_DECADE = 200
 N_EDGES = LATENCY_DECADES * BINS_PER_DECADE + 1
 N_BINS = N_EDGES + 1
 EDGES_MS: FloatArray = 10.0 ** (LATENCY_LOG10_MIN + np.arange(N_EDGES) / BINS_PER_DECADE)
@@ -392,11 +405,37 @@ def js_bounds(
     return (math.sqrt(min(max(lower, 0.0), ln2) / ln2), math.sqrt(min(max(upper, 0.0), ln2) / ln2))
 
 
-def _proportion_prior(margin: float) -> sequential.BetaMixture:
-    """Mixing prior for error/rejection rates: mostly Beta(1, 1/margin) — mass on rates of the order of
-    the margin — plus 20 % Jeffreys Beta(1/2, 1/2), so a high base rate costs at most log 5 of evidence.
-    Power depends on it; validity does not."""
-    return ((0.8, 1.0, 1.0 / max(margin, 1e-3)), (0.2, 0.5, 0.5))
+#: Null boundaries ``d`` (in margins) at which each proportion metric keeps e-processes, both sides:
+#: 0 decides Fail, 1 decides Pass, the others give the reported interval (at this resolution).
+DIFFERENCE_GRID = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+_ZERO, _ONE = DIFFERENCE_GRID.index(0.0), DIFFERENCE_GRID.index(1.0)
+#: Alternatives each e-process averages over, besides the plug-in estimate: the candidate's rate at
+#: stable's estimated rate + d + offset (in margins) — "worse by 1, 2, 4 margins" against ``<= d``,
+#: "equal, or better by half a margin" against ``>= margin``.
+GREATER_OFFSETS = (1.0, 2.0, 4.0)
+LESS_OFFSETS = (-1.0, -1.5)
+
+
+def _difference_grid(margin: float) -> FloatArray:
+    scale = margin if margin > 0 else 0.01
+    return np.asarray(DIFFERENCE_GRID, dtype=np.float64) * scale
+
+
+def _alternatives(q_c: float, q_s: float, grid: FloatArray, offsets: tuple[float, ...], scale: float) -> FloatArray:
+    """Candidate rates to bet on, shape (grid, 1 + offsets): the plug-in, then fixed offsets."""
+    fixed = q_s + grid[:, None] + np.asarray(offsets)[None, :] * scale
+    alt = np.concatenate([np.full((grid.size, 1), q_c), fixed], axis=1)
+    return np.asarray(np.clip(alt, 1e-9, 1 - 1e-9), dtype=np.float64)
+
+
+def _log_mean_exp(x: FloatArray) -> FloatArray:
+    return np.asarray(special.logsumexp(x, axis=-1) - math.log(x.shape[-1]), dtype=np.float64)
+
+
+def _plug_in(k: int, n: int, margin: float) -> float:
+    """The rate a block bets on: ``(k + 1) / (n + 1 + 1/margin)`` — shrunk towards rates of the order of
+    the margin while data are few, never 0 or 1. Power depends on it; validity does not."""
+    return (k + 1.0) / (n + 1.0 + 1.0 / max(margin, 1e-3))
 
 
 def _pct(x: float) -> str:
@@ -441,6 +480,13 @@ class Analysis:
         self.candidate_share = float(candidate_share)
         self.labels: dict[str, int] = {}
         self.versions = {Version.STABLE: VersionState(), Version.CANDIDATE: VersionState()}
+        # the open block: requests, errors, rejections per version since the last closed block
+        self.pending = {Version.STABLE: [0, 0, 0], Version.CANDIDATE: [0, 0, 0]}
+        # per proportion metric: log e-processes at each d of its grid, both sides
+        self.evidence = {
+            spec.name: {"greater": [[0.0] * (1 + len(GREATER_OFFSETS)) for _ in DIFFERENCE_GRID],
+                        "less": [[0.0] * (1 + len(LESS_OFFSETS)) for _ in DIFFERENCE_GRID]}
+            for spec in self.specs if spec.kind == MetricKind.PROPORTION}
 
     # -- levels ---------------------------------------------------------------------------------
 
@@ -471,9 +517,14 @@ class Analysis:
         state = self.versions[Version(version)]
         codes = np.asarray(status_codes, dtype=np.float64).ravel()
         valid = np.isfinite(codes) & (codes >= 100) & (codes < 600)
-        state.requests += int(valid.sum())
-        state.errors += int((valid & (codes >= 500)).sum())
-        state.rejections += int((valid & (codes >= 400) & (codes < 500)).sum())
+        batch = (int(valid.sum()), int((valid & (codes >= 500)).sum()),
+                 int((valid & (codes >= 400) & (codes < 500)).sum()))
+        state.requests += batch[0]
+        state.errors += batch[1]
+        state.rejections += batch[2]
+        pending = self.pending[Version(version)]
+        for i, x in enumerate(batch):
+            pending[i] += x
         if latencies_ms is not None:
             state.latency += latency_bins(latencies_ms)
         if predictions is not None:
@@ -483,6 +534,38 @@ class Analysis:
             a = a[np.isfinite(a)]
             state.agreements += int((a != 0).sum())
             state.disagreements += int((a == 0).sum())
+        if self.pending[Version.STABLE][0] and self.pending[Version.CANDIDATE][0]:
+            self._close_block()
+
+    def _close_block(self) -> None:
+        """Bet the open block — new requests of both versions — on each proportion metric's e-processes.
+
+        The alternative comes from the requests before the block (predictable); the block closes as
+        soon as both versions have new requests, so its extent depends on the order of
+        :meth:`update` calls, never on outcomes (see :func:`sequential.plug_in_block_log_e`).
+        """
+        pc, ps = self.pending[Version.CANDIDATE], self.pending[Version.STABLE]
+        c, s = self.versions[Version.CANDIDATE], self.versions[Version.STABLE]
+        for spec in self.specs:
+            if spec.kind != MetricKind.PROPORTION:
+                continue
+            col = 1 if spec.status_class == 5 else 2
+            k_c, k_s = (c.errors, s.errors) if col == 1 else (c.rejections, s.rejections)
+            q_c = _plug_in(k_c - pc[col], c.requests - pc[0], spec.margin)
+            q_s = _plug_in(k_s - ps[col], s.requests - ps[0], spec.margin)
+            grid = _difference_grid(spec.margin)
+            scale = spec.margin if spec.margin > 0 else 0.01
+            ev = self.evidence[spec.name]
+            up = _alternatives(q_c, q_s, grid, GREATER_OFFSETS, scale)
+            down = _alternatives(q_c, q_s, grid, LESS_OFFSETS, scale)
+            alt = np.concatenate([up, down], axis=1)
+            greater = np.zeros(alt.shape, dtype=bool)
+            greater[:, :up.shape[1]] = True
+            step = sequential.plug_in_block_log_e(pc[col], pc[0], ps[col], ps[0], alt, q_s, grid[:, None],
+                                                  greater=greater)
+            ev["greater"] = (np.asarray(ev["greater"]) + step[:, :up.shape[1]]).tolist()
+            ev["less"] = (np.asarray(ev["less"]) + step[:, up.shape[1]:]).tolist()
+        self.pending = {Version.STABLE: [0, 0, 0], Version.CANDIDATE: [0, 0, 0]}
 
     def _count_predictions(self, state: VersionState, predictions: npt.ArrayLike) -> None:
         arr = np.asarray(predictions).ravel()
@@ -513,11 +596,15 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The whole analysis — settings, metrics and state — as a small JSON-ready dict."""
-        return {"format": FORMAT, "alpha": self.alpha, "beta": self.beta, "minRequests": self.min_requests,
+        return {"format": FORMAT, "binsPerDecade": BINS_PER_DECADE, "alpha": self.alpha, "beta": self.beta,
+                "minRequests": self.min_requests,
                 "splitBeta": self.split_beta, "tuneRequests": self.tune_requests,
                 "candidateShare": self.candidate_share, "metrics": [s.to_dict() for s in self.specs],
                 "labels": list(self.labels), "stable": self.versions[Version.STABLE].to_dict(),
-                "candidate": self.versions[Version.CANDIDATE].to_dict()}
+                "candidate": self.versions[Version.CANDIDATE].to_dict(),
+                "pending": {str(v): list(x) for v, x in self.pending.items()},
+                "evidence": {name: {side: [list(row) for row in rows] for side, rows in ev.items()}
+                             for name, ev in self.evidence.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Analysis:
@@ -526,14 +613,18 @@ class Analysis:
         Raises:
             ValueError: an unknown format.
         """
-        if d.get("format") != FORMAT:
-            raise ValueError(f"unknown analysis state format {d.get('format')!r}")
+        if d.get("format") != FORMAT or d.get("binsPerDecade") != BINS_PER_DECADE:
+            raise ValueError(f"unknown analysis state format {d.get('format')!r}/{d.get('binsPerDecade')!r}")
         a = cls([MetricSpec.from_dict(m) for m in d["metrics"]], alpha=float(d["alpha"]), beta=float(d["beta"]),
                 min_requests=int(d["minRequests"]), split_beta=bool(d["splitBeta"]),
                 tune_requests=float(d["tuneRequests"]), candidate_share=float(d["candidateShare"]))
         a.labels = {str(k): i for i, k in enumerate(d.get("labels", []))}
         a.versions = {Version.STABLE: VersionState.from_dict(d["stable"]),
                       Version.CANDIDATE: VersionState.from_dict(d["candidate"])}
+        a.pending = {Version(v): [int(x) for x in xs] for v, xs in d["pending"].items()}
+        for name, ev in d["evidence"].items():
+            if name in a.evidence:
+                a.evidence[name] = {side: [[float(x) for x in row] for row in rows] for side, rows in ev.items()}
         return a
 
     # -- judgement ------------------------------------------------------------------------------
@@ -555,7 +646,7 @@ class Analysis:
                                  f"{self.min_requests} each needed", margin=spec.margin,
                                  n_candidate=c.requests, n_stable=s.requests)
         if spec.kind == MetricKind.PROPORTION:
-            return self._proportion(spec, c, s, intervals)
+            return self._proportion(spec, c, s)
         if spec.kind == MetricKind.QUANTILE:
             return self._quantile(spec, c, s)
         if spec.kind == MetricKind.DISTRIBUTION:
@@ -568,32 +659,27 @@ class Analysis:
                              f"{have} {what}; {self.min_requests} needed", margin=spec.margin,
                              n_candidate=n_c, n_stable=n_s or 0)
 
-    def _proportion(self, spec: MetricSpec, c: VersionState, s: VersionState, intervals: bool) -> MetricVerdict:
+    def _proportion(self, spec: MetricSpec, c: VersionState, s: VersionState) -> MetricVerdict:
         k_c, k_s = (c.errors, s.errors) if spec.status_class == 5 else (c.rejections, s.rejections)
         n_c, n_s = c.requests, s.requests
         x_c, x_s = k_c / n_c, k_s / n_s
-        prior = _proportion_prior(spec.margin)
+        grid = _difference_grid(spec.margin)
+        ev = self.evidence[spec.name]
         t_fail, t_pass = math.log(1 / self.alpha_per_metric), math.log(1 / self.beta_per_metric)
-        fail = sequential.two_proportion_log_e(k_c, n_c, k_s, n_s, 0.0, side="greater", prior_c=prior,
-                                               prior_s=prior, threshold=t_fail) >= t_fail
-        passed = not fail and sequential.two_proportion_log_e(
-            k_c, n_c, k_s, n_s, spec.margin, side="less", prior_c=prior, prior_s=prior, threshold=t_pass,
-        ) >= t_pass
-        lower = upper = None
-        if intervals:
-            lower, upper = sequential.difference_bounds(k_c, n_c, k_s, n_s, alpha_lower=self.alpha_per_metric,
-                                                        alpha_upper=self.beta_per_metric, prior_c=prior,
-                                                        prior_s=prior)
-        what = f"candidate {_pct(x_c)} vs stable {_pct(x_s)}"
-        span = "" if lower is None or upper is None else f", difference in [{_pct(lower)}, {_pct(upper)}]"
+        greater = _log_mean_exp(np.asarray(ev["greater"])) >= t_fail  # p_c - p_s > d, at level alpha/m
+        less = _log_mean_exp(np.asarray(ev["less"])) >= t_pass  # p_c - p_s < d, at level beta
+        lower = float(grid[np.flatnonzero(greater)[-1]]) if greater.any() else -1.0
+        upper = float(grid[np.flatnonzero(less)[0]]) if less.any() else 1.0
+        fail, passed = bool(greater[_ZERO]), bool(less[_ONE])
+        what = (f"candidate {_pct(x_c)} vs stable {_pct(x_s)}, difference > {_pct(lower)}"
+                f" (at {self.alpha_per_metric:.3g}) and < {_pct(upper)} (at {self.beta_per_metric:.3g})")
         if fail:
-            outcome, reason, msg = Outcome.FAIL, "WorseThanStable", f"{what}{span}: worse than stable"
+            outcome, reason, msg = Outcome.FAIL, "WorseThanStable", f"{what}: worse than stable"
         elif passed:
-            outcome, reason, msg = (Outcome.PASS, "WithinMargin",
-                                    f"{what}{span}: below +{_pct(spec.margin)}")
+            outcome, reason, msg = Outcome.PASS, "WithinMargin", f"{what}: within +{_pct(spec.margin)}"
         else:
             outcome, reason, msg = (Outcome.INCONCLUSIVE, "NoVerdictYet",
-                                    f"{what}{span}: not yet distinguishable from +{_pct(spec.margin)}")
+                                    f"{what}: not yet distinguishable from +{_pct(spec.margin)}")
         return MetricVerdict(spec.name, outcome, reason, msg, candidate=x_c, stable=x_s, estimate=x_c - x_s,
                              lower=lower, upper=upper, margin=spec.margin, n_candidate=n_c, n_stable=n_s)
 

@@ -20,41 +20,37 @@ What is here, all vectorised over numpy arrays, all in log space:
   beta-binomial (conjugate) mixture for a Bernoulli mean: the sub-Bernoulli mixture of Howard et al.
   (Sec. 3, "beta-binomial") with range ``g = p``, ``h = 1 - p``, exact for 0/1 outcomes. One-sided
   versions mix only over alternatives on one side of ``p`` (a truncated, renormalised prior).
-* :func:`two_proportion_log_e`, :func:`difference_bounds` — a two-sample test for the difference
-  of two Bernoulli means ``p_c - p_s``: a mixture likelihood over both arms divided by the likelihood
-  maximised over the null (the sequential "universal inference" construction, Wasserman, Ramdas &
-  Balakrishnan, PNAS 117(29), 2020, Sec. 7; for 2x2 tables cf. Turner, Ly & Grünwald, "Generic
-  E-variables for exact sequential k-sample tests that allow for optional stopping", Stat. Probab.
-  Lett. 2024). The null's constrained maximum likelihood has the closed form of Miettinen & Nurminen
-  (Stat. Med. 4, 1985) / Farrington & Manning (Stat. Med. 9, 1990): :func:`restricted_mle`.
+* :func:`plug_in_block_log_e` — two-sample e-processes for the difference of two Bernoulli means
+  ``p_c - p_s`` against ``<= d`` or ``>= d``: a predictable plug-in alternative against the null's
+  reverse information projection, block by block (growth-optimal e-variables for 2x2 tables,
+  Turner, Ly & Grünwald 2024, extended to shifted nulls). The projection is a constrained maximum
+  likelihood with the closed form of Miettinen & Nurminen (Stat. Med. 4, 1985) / Farrington &
+  Manning (Stat. Med. 9, 1990): :func:`restricted_mle`.
 * :func:`quantile_bounds` — a confidence sequence for a fixed quantile from a histogram, after
   Howard & Ramdas, "Sequential estimation of quantiles with applications to A/B-testing and best-arm
   identification", Bernoulli 28(3), 2022 (their Thm. 1 idea: ``1{X < q_p}`` is Bernoulli(``<= p``)),
   evaluated at histogram edges so the bounds are conservative by at most one bin.
 
-Assumptions, shared by everything here: observations are independent; within one stream they have
-one fixed distribution (a Bernoulli mean, a latency distribution) for the whole sequence. Bernoulli
+Assumptions: observations are independent; for the one-sample sequences, one stream has one fixed
+distribution (a Bernoulli mean, a latency distribution) for the whole sequence; the two-sample
+e-processes only need each block to satisfy the null (rates may move between blocks). Bernoulli
 outcomes are bounded by construction, so no variance assumption is needed. Observations may arrive
 in batches of any size: a batch boundary is just a time at which the (super)martingale is looked at.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize, special
+from scipy import special
 
 FloatArray = npt.NDArray[np.float64]
 Side = Literal["greater", "less", "two-sided"]
 
-#: Points per posterior in the quadrature bounds of :func:`_region_probability` (they cost at most
-#: about 0.05 in log-evidence, always in the conservative direction).
-QUADRATURE_POINTS = 48
 #: Bisection steps for bounds found by inverting tests (precision 2**-24 of the bracket).
 BISECTION_STEPS = 24
 
@@ -256,7 +252,7 @@ def bernoulli_bounds(
 
 
 def restricted_mle(
-    k1: float, n1: float, k2: float, n2: float, d: npt.ArrayLike,
+    k1: npt.ArrayLike, n1: npt.ArrayLike, k2: npt.ArrayLike, n2: npt.ArrayLike, d: npt.ArrayLike,
 ) -> tuple[FloatArray, FloatArray]:
     """Maximum-likelihood ``(p1, p2)`` of two binomials under ``p1 - p2 = d`` (closed form).
 
@@ -268,9 +264,10 @@ def restricted_mle(
         v = b^3/(3a)^3 - b c/(6 a^2) + e/(2a);  u = sign(v) sqrt(b^2/(3a)^2 - c/(3a))
         w = (pi + arccos(v / u^3)) / 3;         p1 = 2 u cos(w) - b/(3a);  p2 = p1 - d
 
-    Both ``n`` must be positive. ``d`` may be an array.
+    Both ``n`` must be positive. All arguments broadcast.
     """
     d_ = _arr(d)
+    k1, n1, k2, n2 = _arr(k1), _arr(n1), _arr(k2), _arr(n2)
     x1, x2 = k1 / n1, k2 / n2
     theta = n2 / n1
     a = 1 + theta
@@ -282,162 +279,74 @@ def restricted_mle(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(u != 0, v / u**3, 0.0)
     w = (math.pi + np.arccos(np.clip(ratio, -1.0, 1.0))) / 3
-    p1 = 2 * u * np.cos(w) - b / (3 * a)
-    p1 = np.clip(p1, np.maximum(0.0, d_), np.minimum(1.0, 1.0 + d_))
+    lo, hi = np.maximum(0.0, d_), np.minimum(1.0, 1.0 + d_)
+    p1 = np.clip(2 * u * np.cos(w) - b / (3 * a), lo, hi)
+    # a Newton step on the score polishes the closed form's rounding (the optimality condition is
+    # what :func:`plug_in_block_log_e` relies on)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p2 = p1 - d_
+        score = n1 * (x1 - p1) / (p1 * (1 - p1)) + n2 * (x2 - p2) / (p2 * (1 - p2))
+        curve = -(n1 * (x1 / p1**2 + (1 - x1) / (1 - p1) ** 2) + n2 * (x2 / p2**2 + (1 - x2) / (1 - p2) ** 2))
+        step = np.where(np.isfinite(score / curve), score / curve, 0.0)
+        p1 = np.clip(p1 - step, lo, hi)
     return _arr(p1), _arr(p1 - d_)
 
 
-def _beta_sd(a: float, b: float) -> float:
-    return math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+def plug_in_block_log_e(
+    k_c: npt.ArrayLike, n_c: npt.ArrayLike, k_s: npt.ArrayLike, n_s: npt.ArrayLike,
+    q_c: npt.ArrayLike, q_s: npt.ArrayLike, d: npt.ArrayLike, *, greater: npt.ArrayLike,
+) -> FloatArray:
+    """Log factor, for one block of new observations, of the e-processes against
+    ``H0: p_c - p_s <= d`` (where ``greater``) or ``p_c - p_s >= d`` (elsewhere), one per ``d``.
 
+    A block holds ``n_c >= 1`` new candidate observations (``k_c`` of them events, e.g. 5xx) and
+    ``n_s >= 1`` new stable ones. ``(q_c, q_s)``, both in ``(0, 1)``, is the alternative the block
+    bets on: it must be *predictable* — fixed before the block's outcomes are seen (an estimate from
+    earlier blocks). When ``q_c - q_s`` is on the null's side of ``d`` the block bets nothing
+    (factor 1). Otherwise the factor is the likelihood ratio of the alternative to the null's *reverse
+    information projection* ``(r + d, r)``::
 
-def _grid(a: float, b: float, shift: float) -> FloatArray:
-    mean, sd = a / (a + b), _beta_sd(a, b)
-    return _arr(np.linspace(mean - 10 * sd, mean + 10 * sd, QUADRATURE_POINTS) - shift)
+        r = argmax_r  n_c KL-fit(q_c -> r + d) + n_s KL-fit(q_s -> r)      (:func:`restricted_mle`)
+        log F = k_c log(q_c/(r+d)) + (n_c-k_c) log((1-q_c)/(1-r-d)) + k_s log(q_s/r) + (n_s-k_s) log((1-q_s)/(1-r))
 
+    Why ``E[F] <= 1`` under every null point: for Bernoulli(p) and any q, r,
+    ``E[(q/r)^X ((1-q)/(1-r))^(1-X)] = 1 + (p - r) A`` with ``A = (q - r)/(r (1-r))``. The optimality
+    condition of ``r`` is ``n_c A_c + n_s A_s = 0``. On the null line (``p_c - p_s = d``) both
+    versions share ``u = p_s - r``, so by Jensen ``log E[F] = n_c log(1 + u A_c) + n_s log(1 + u A_s)
+    <= (n_c + n_s) log(1 + u (n_c A_c + n_s A_s)/(n_c + n_s)) = 0``. Off the line, inside the null,
+    the candidate's term only shrinks (``A_c > 0`` and ``p_c - r - d <= u`` when betting on
+    ``greater``; both signs flip otherwise). So the running product of factors is a test
+    supermartingale, and Ville's inequality bounds the chance it ever reaches ``1/alpha`` by ``alpha`` — at every ``d``,
+    under any block sizes fixed independently of the outcomes, and even when the true rates change
+    from block to block (as long as each block satisfies the null).
 
-def _region_probability(
-    c: tuple[float, float], s: tuple[float, float], d: float, *, greater: bool, bound: Literal["lower", "upper"],
-) -> float:
-    """A rigorous lower or upper bound on ``P(q_c - q_s > d)`` (``greater``) or ``P(q_c - q_s < d)``
-    for independent ``q_c ~ Beta(*c)``, ``q_s ~ Beta(*s)``.
+    This is the growth-optimal (GRO) e-variable for two Bernoulli samples — the null's reverse
+    information projection is the product at the pooled rate (Turner, Ly & Grünwald, "Generic
+    E-variables for exact sequential k-sample tests that allow for optional stopping", Stat. Probab.
+    Lett. 2024; Grünwald, de Heide & Koolen, "Safe testing", JRSS B 2024) — extended here to the
+    shifted null ``p_c - p_s = d`` by the argument above, with a predictable plug-in alternative
+    (as in Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting", JRSS B
+    2024). Unlike a mixture over both rates divided by the null's maximum likelihood, it pays no
+    ``1/2 log n`` price for the unknown stable rate: the common rate cancels.
 
-    ``P = int f_s(x) G(x + d) dx`` with ``G = P(q_c > .)`` (decreasing) or ``P(q_c < .)``
-    (increasing). On cells ``[x_j, x_j+1]`` of a grid covering both posteriors, replacing ``G`` by its
-    value at the cell end where it is smallest (largest) gives a lower (upper) Riemann bound. Bounds,
-    not approximations, keep the resulting e-values valid.
+    All arguments broadcast (e.g. ``d`` over a grid, or everything over simulated runs).
+
+    Returns:
+        ``log F`` per ``d`` (0 where the block does not bet).
     """
-    x = np.concatenate(([0.0, 1.0], _grid(*s, 0.0), _grid(*c, d)))
-    x = np.unique(np.clip(x, 0.0, 1.0))
-    mass = np.diff(special.betainc(s[0], s[1], x))
-    y = np.clip(x + d, 0.0, 1.0)
-    g = special.betaincc(c[0], c[1], y) if greater else special.betainc(c[0], c[1], y)
-    # G decreasing (greater): min on a cell at its right end; increasing: at its left end.
-    take_right = greater == (bound == "lower")
-    edge = g[1:] if take_right else g[:-1]
-    return float(np.clip(np.sum(mass * edge), 0.0, 1.0))
-
-
-BetaMixture = tuple[tuple[float, float, float], ...]
-"""A prior as a finite mixture of Beta distributions: ``((weight, a, b), ...)``, weights summing to 1."""
-
-
-@functools.lru_cache(maxsize=512)
-def _prior_region_probability(prior_c: BetaMixture, prior_s: BetaMixture, d: float, greater: bool) -> float:
-    total = 0.0
-    for w_c, a_c, b_c in prior_c:
-        for w_s, a_s, b_s in prior_s:
-            total += w_c * w_s * _region_probability((a_c, b_c), (a_s, b_s), d, greater=greater, bound="upper")
-    return min(total, 1.0)
-
-
-def two_proportion_log_e(
-    k_c: float, n_c: float, k_s: float, n_s: float, d: float, *,
-    side: Literal["greater", "less"], prior_c: BetaMixture, prior_s: BetaMixture, threshold: float | None = None,
-) -> float:
-    """Log e-value against ``H0: p_c - p_s <= d`` (``side="greater"``) or ``p_c - p_s >= d`` (``"less"``).
-
-    ::
-
-        log E = log int int L_c(q_c) L_s(q_s) dpi(q_c, q_s | A)  -  sup_{H0} log L_c(p_c) L_s(p_s)
-
-    ``L`` are the Bernoulli likelihoods of each version's ``k`` of ``n``; ``pi`` independent priors
-    (finite Beta mixtures) restricted to the alternative ``A`` (``q_c - q_s > d`` or ``< d``).
-    Because the mixing distribution is fixed in advance, the numerator over the likelihood at the
-    *true* null parameter is a test martingale; the maximum over the null is at least that
-    likelihood, so ``E`` is dominated by a test martingale and Ville's inequality applies for every
-    null parameter at once (Wasserman, Ramdas & Balakrishnan 2020). Valid whatever the traffic split,
-    and under a split that changes over time independently of the outcomes. The numerator is
-    ``sum_ij w_i w_j marginal_ci marginal_sj P_post,ij(A) / P_prior(A)``, with ``P_post`` bounded from
-    below and ``P_prior`` from above (:func:`_region_probability`), so rounding never inflates ``E``.
-    The null maximum sits on the line ``p_c - p_s = d`` (:func:`restricted_mle`) unless the
-    unrestricted estimate is already null.
-
-    Args:
-        k_c, n_c: candidate outcomes (e.g. 5xx responses) and requests; ``n_c >= 1``.
-        k_s, n_s: the same for the stable version; ``n_s >= 1``.
-        d: the null's boundary, e.g. ``0`` (fail: worse than stable) or the margin (pass).
-        prior_c, prior_s: the mixing priors, see :data:`BetaMixture`.
-        threshold: when given, and a cheap upper bound on ``log E`` (``P_post(A) <= 1``) is below
-            it, that bound is returned instead: the comparison with ``threshold`` is unchanged.
-    """
-    greater = side == "greater"
-    p_prior = _prior_region_probability(prior_c, prior_s, float(d), greater)
-    x_c, x_s = k_c / n_c, k_s / n_s
-    null_holds = (x_c - x_s <= d) if greater else (x_c - x_s >= d)
-    if null_holds:
-        p_c, p_s = x_c, x_s
-    else:
-        r1, r2 = restricted_mle(k_c, n_c, k_s, n_s, d)
-        p_c, p_s = float(r1), float(r2)
-    log_null = float(bernoulli_log_likelihood(k_c, n_c, p_c) + bernoulli_log_likelihood(k_s, n_s, p_s))
-    if p_prior <= 0.0:
-        return -math.inf
-    pairs = []
-    for w_c, a_c, b_c in prior_c:
-        post_c = (a_c + k_c, b_c + n_c - k_c)
-        m_c = float(special.betaln(*post_c) - special.betaln(a_c, b_c))
-        for w_s, a_s, b_s in prior_s:
-            post_s = (a_s + k_s, b_s + n_s - k_s)
-            m_s = float(special.betaln(*post_s) - special.betaln(a_s, b_s))
-            if w_c > 0.0 and w_s > 0.0:
-                pairs.append((math.log(w_c) + math.log(w_s) + m_c + m_s, post_c, post_s))
-    if not pairs:
-        return -math.inf
-    log_mixture = float(special.logsumexp([p[0] for p in pairs]))
-    head = log_mixture - math.log(p_prior) - log_null
-    if threshold is not None and head < threshold:
-        return head
-    terms = []
-    for log_weight, post_c, post_s in pairs:
-        if log_weight < log_mixture - 40:  # under e**-40 of the total: dropping it only lowers E
-            continue
-        p_post = _region_probability(post_c, post_s, d, greater=greater, bound="lower")
-        if p_post > 0.0:
-            terms.append(log_weight + math.log(p_post))
-    if not terms:
-        return -math.inf
-    return float(special.logsumexp(terms)) - math.log(p_prior) - log_null
-
-
-def difference_bounds(
-    k_c: float, n_c: float, k_s: float, n_s: float, *, alpha_lower: float, alpha_upper: float,
-    prior_c: BetaMixture, prior_s: BetaMixture,
-) -> tuple[float, float]:
-    """Confidence-sequence bounds for ``p_c - p_s``: the lower one fails with probability
-    ``<= alpha_lower``, the upper one with ``<= alpha_upper``, over all times.
-
-    ``lower = sup{d : two_proportion_log_e(d, "greater") >= log(1/alpha_lower)}``, ``upper`` the
-    mirror image; found by Brent's method on ``d`` (the statistic is monotone in ``d``), widened by
-    the solver's tolerance.
-    """
-    x = k_c / n_c - k_s / n_s
-
-    def excess(d: float, side: Literal["greater", "less"], level: float) -> float:
-        threshold = math.log(1 / level)
-        log_e = two_proportion_log_e(k_c, n_c, k_s, n_s, d, side=side, prior_c=prior_c, prior_s=prior_s,
-                                     threshold=threshold)
-        return max(log_e - threshold, -1e6)
-
-    def root(f: Callable[[float], float], a: float, b: float) -> float:
-        return float(optimize.brentq(f, a, b, xtol=1e-7))
-
-    # lower: rejected below the root ("greater"), not at x; report the rejected side's end
-    far = -1.0 + 1e-9
-    if excess(x, "greater", alpha_lower) >= 0:
-        lower = x
-    elif excess(far, "greater", alpha_lower) < 0:
-        lower = -1.0
-    else:
-        lower = root(lambda d: excess(d, "greater", alpha_lower), far, x) - 1e-7
-    far = 1.0 - 1e-9
-    if excess(x, "less", alpha_upper) >= 0:
-        upper = x
-    elif excess(far, "less", alpha_upper) < 0:
-        upper = 1.0
-    else:
-        upper = root(lambda d: excess(d, "less", alpha_upper), x, far) + 1e-7
-    return max(lower, -1.0), min(upper, 1.0)
+    d_ = _arr(d)
+    k_c, n_c, k_s, n_s, q_c, q_s = (_arr(x) for x in (k_c, n_c, k_s, n_s, q_c, q_s))
+    up = np.asarray(greater, dtype=bool)
+    bet = np.where(up, q_c - q_s > d_, q_c - q_s < d_)
+    r_c, r_s = restricted_mle(n_c * q_c, n_c, n_s * q_s, n_s, d_)
+    inside = (r_c > 0) & (r_c < 1) & (r_s > 0) & (r_s < 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a_c, a_s = (q_c - r_c) / (r_c * (1 - r_c)), (q_s - r_s) / (r_s * (1 - r_s))
+        # the optimality condition the validity argument needs; never bet where it fails numerically
+        optimal = np.abs(n_c * a_c + n_s * a_s) <= 1e-9 * (np.abs(n_c * a_c) + np.abs(n_s * a_s)) + 1e-12
+        log_f = (k_c * np.log(q_c / r_c) + (n_c - k_c) * np.log((1 - q_c) / (1 - r_c))
+                 + k_s * np.log(q_s / r_s) + (n_s - k_s) * np.log((1 - q_s) / (1 - r_s)))
+    return _arr(np.where(bet & inside & optimal & np.isfinite(log_f), log_f, 0.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,11 +381,35 @@ def quantile_bounds(
     counts = _arr(below)
     lo_a, lo_b = beta_binomial_prior(p, p * (1 - p) * n_opt, alpha_lower)
     hi_a, hi_b = beta_binomial_prior(p, p * (1 - p) * n_opt, alpha_upper)
-
-    # each distinct count once (edges share counts wherever a bin is empty)
-    distinct, where = np.unique(counts, return_inverse=True)
-    low = (beta_binomial_log_e(distinct, n, p, lo_a, lo_b, side="less") >= math.log(1 / alpha_lower))[where]
-    high = (beta_binomial_log_e(distinct, n, p, hi_a, hi_b, side="greater") >= math.log(1 / alpha_upper))[where]
-    lower = int(np.flatnonzero(low)[-1]) if low.any() else None
-    upper = int(np.flatnonzero(high)[0]) if high.any() else None
+    t_lo, t_hi = math.log(1 / alpha_lower), math.log(1 / alpha_upper)
+    # Thresholds on the count, then edges. With k/n >= p, E_less <= 1 (every alternative q < p fits
+    # worse than p), so only counts below n p can reject "F >= p"; mirror for the upper bound.
+    k_lo = _last_true(lambda k: beta_binomial_log_e(k, n, p, lo_a, lo_b, side="less") >= t_lo,
+                      0, math.floor(n * p))
+    k_hi = _last_true(lambda k: beta_binomial_log_e(n - k, n, p, hi_a, hi_b, side="greater") >= t_hi,
+                      0, n - math.ceil(n * p))
+    lower = upper = None
+    if k_lo is not None:  # edges whose count is <= k_lo are rejected: the last of them
+        i = int(np.searchsorted(counts, k_lo, side="right")) - 1
+        lower = i if i >= 0 else None
+    if k_hi is not None:  # edges whose count is >= n - k_hi are rejected: the first of them
+        i = int(np.searchsorted(counts, n - k_hi, side="left"))
+        upper = i if i < counts.shape[0] else None
     return lower, upper
+
+
+def _last_true(holds: Callable[[FloatArray], npt.NDArray[np.bool_]], lo: int, hi: int) -> int | None:
+    """The largest integer ``k`` in ``[lo, hi]`` where ``holds`` (true up to some point, then false), or
+    ``None``; evaluated on a coarse grid, then on every integer of the bracket — vectorised."""
+    if hi < lo or not bool(holds(np.array([float(lo)]))[0]):
+        return None
+    while hi - lo > 64:
+        grid = np.unique(np.linspace(lo, hi, 33).round().astype(np.int64))
+        ok = np.asarray(holds(grid.astype(np.float64)), dtype=bool)
+        j = int(np.flatnonzero(ok)[-1]) if ok.any() else 0
+        if j == grid.size - 1:
+            return int(grid[j])
+        lo, hi = int(grid[j]), int(grid[j + 1]) - 1
+    ks = np.arange(lo, hi + 1)
+    ok = np.asarray(holds(ks.astype(np.float64)), dtype=bool)
+    return int(ks[np.flatnonzero(ok)[-1]])

@@ -6,6 +6,11 @@ store: this worker checks the artifact's sha256, loads it with the type allowlis
 the shift-left gates (thresholds, and no regression against a baseline version, as TFX's Evaluator
 "blesses" a model). A failed gate is a result, not a crash: the worker returns ``ok: false`` with
 reason ``Rejected`` together with the metrics and every gate's outcome, so the operator can show why.
+
+A model that passes its gates is also converted to ONNX where it can be, and the conversion is
+checked against scikit-learn on the same holdout (:func:`roost.serving.runtime.validate`); the result's
+``runtime`` tells the model server which runtime to use. A conversion that fails or disagrees only
+means ``runtime.name: sklearn`` with the reason; it never fails the evaluation.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sklearn import base as sk_base
 
 from roost import errors
 from roost.api import modelversion
+from roost.serving import runtime
 from roost.storage import models
 from roost.storage import store as store_mod
 from roost.workers import _data
@@ -44,10 +50,13 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
 
     Returns:
         ``{"ok": bool, "verified": True, "metrics": {name: float}, "gates": [{"name", "passed",
-        "message"}], "signature": {...}, "testRows": int}``, plus ``"reason": "Rejected"`` and a
+        "message"}], "signature": {...}, "testRows": int, "runtime": {...}}``, plus ``"reason": "Rejected"`` and a
         ``"message"`` naming every failed gate with its values when ``ok`` is False. Metrics are the
         requested ones and every gated one, on the holdout split. Gate names are
-        ``threshold:<metric>`` and ``baseline:<metric>``.
+        ``threshold:<metric>`` and ``baseline:<metric>``. ``runtime`` (only when every gate passed) is
+        ``{"name": "onnx", "artifact": {"uri", "digest"}, "parity": {"rows", "labelMismatches",
+        "maxProbabilityDiff" | "maxValueDiff", "tolerance"}, "versions"}`` or ``{"name": "sklearn",
+        "reason"}``.
 
     Raises:
         roost.errors.PermanentError: ``DigestMismatch`` (artifact, snapshot or split bytes changed),
@@ -88,14 +97,17 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
     baseline = job.get("baselineMetrics")
     results += [baseline_gate(r, metrics[r.metric], baseline) for r in regressions]
     failed = [g for g in results if not g["passed"]]
+    signature = models.signature_of(model, x_test, data.ref.target)
     result: dict[str, Any] = {
         "ok": not failed,
         "verified": True,
         "metrics": metrics,
         "gates": results,
-        "signature": models.signature_of(model, x_test, data.ref.target),
+        "signature": signature,
         "testRows": len(y_test),
     }
+    if not failed:  # a rejected model is never served: no conversion
+        result["runtime"] = runtime.validate(model, x_test, signature, store)
     if failed:
         result["reason"] = "Rejected"
         result["message"] = "failed gates: " + "; ".join(f"{g['name']} ({g['message']})" for g in failed)
