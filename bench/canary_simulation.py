@@ -1,8 +1,8 @@
 """Canary judges side by side on the same seeded request streams (a benchmark, not a test).
 
-    python bench/canary_simulation.py --reps 2000          # the full run (about 20 min on 2 cores with --jobs 2)
-    python bench/canary_simulation.py                      # quick: 200 reps
-    python bench/canary_simulation.py --weight 0.1         # a 10 % canary instead of 50 %
+    python bench/canary_simulation.py --reps 2000 --jobs 2   # the full run (about 30 min on 2 cores)
+    python bench/canary_simulation.py                        # quick: 200 reps (a few minutes)
+    python bench/canary_simulation.py --weight 0.1           # a 10 % canary instead of 50 %
 
 Judges, each fed the same streams:
 
@@ -26,10 +26,12 @@ margin in error rate, or in p95 latency (all latencies scaled by 1 + k (ratio - 
 ``--weight`` to the candidate, deterministic per batch.
 
 Printed per judge and scenario: rollback rate (with a 95 % Wilson interval), Roost's Fail / Pass /
-timeout split, median and p90 candidate requests to the decision, and compute time per update
-(the judge's own work for one batch, mean). Then the goals: false rollback <= 0.05 at zero effect;
-detection >= 0.8 at the margin; requests to a decision <= 0.35 x the fixed ``n`` to roll back at 2x,
-<= 0.15 x at 4x, <= 0.6 x to promote at zero effect (medians).
+timeout split, median and p90 candidate requests to the decision, and compute time per batch (the
+judge's own work for one batch: both versions' updates and the judgement, mean); and, for Roost with
+all six metrics, the cost of one ``update`` of 100 requests and of one judgement, and the state's
+JSON size. Then the goals: false rollback <= 0.05 at zero effect; detection >= 0.8 at the margin;
+requests to a decision <= 0.35 x the fixed ``n`` to roll back at 2x, <= 0.15 x at 4x, <= 0.6 x to
+promote at zero effect (medians).
 """
 
 from __future__ import annotations

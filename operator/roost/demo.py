@@ -356,7 +356,7 @@ def canary_scenario() -> int:
     up(keep_existing=True)
     k = kube_mod.Kube(kubeconfig=str(cluster.Cluster().kubeconfig))
     console.print("[bold]canary 1/3[/] two more versions: breast-cancer-v2 (logistic regression), "
-                  "breast-cancer-v3 (a 1500-tree forest: accurate, slow)")
+                  "breast-cancer-v3 (1,500 boosting rounds: accurate, slow)")
     _apply_files(k, "canary/trainingrun-lr.yaml", "canary/modelversion-v2.yaml", "canary/trainingrun-slow.yaml",
                  "canary/modelversion-v3.yaml")
     _wait_versions(k, ["breast-cancer-v2", "breast-cancer-v3"])

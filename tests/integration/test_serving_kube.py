@@ -174,7 +174,10 @@ def test_ensure_server_creates_the_owned_deployment_configmap_and_service_as_bui
     assert svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
 
     # A second ensure (a restarted operator, or the next reconcile) finds them: no twin, no write.
-    versions = {k: o["metadata"]["resourceVersion"] for k, o in (("d", d), ("cm", cm), ("svc", svc))}
+    # The apps/v1 Deployment's status is written by kube-controller-manager at any time: compare its
+    # generation (spec writes only); the ConfigMap and Service have no such writer.
+    versions = {"d": str(d["metadata"]["generation"]), "cm": cm["metadata"]["resourceVersion"],
+                "svc": svc["metadata"]["resourceVersion"]}
     served.ensure(serving)
     selector = f"roost.dev/deployment={served.name}"
     assert len(apps.list_namespaced_deployment(served.namespace, label_selector=selector).items) == 1
@@ -183,7 +186,8 @@ def test_ensure_server_creates_the_owned_deployment_configmap_and_service_as_bui
     again = {"d": apps.read_namespaced_deployment(served.child, served.namespace),
              "cm": core.read_namespaced_config_map(served.child, served.namespace),
              "svc": core.read_namespaced_service(served.child, served.namespace)}
-    assert {k: o.metadata.resource_version for k, o in again.items()} == versions
+    assert {"d": str(again["d"].metadata.generation), "cm": again["cm"].metadata.resource_version,
+            "svc": again["svc"].metadata.resource_version} == versions
     assert serving.server_names(served.namespace, served.name) == [served.server]
 
     # A spec change (replicas) reaches the object in place; without a config, the ConfigMap's is kept.

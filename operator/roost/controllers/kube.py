@@ -7,35 +7,13 @@ mapped to :mod:`roost.errors`.
 from __future__ import annotations
 
 import builtins
-import contextlib
-import json
-from collections.abc import Iterator
 from typing import Any
 
-import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from roost import errors
 from roost.api import common, kinds
-
-
-@contextlib.contextmanager
-def mapped_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except ApiException as e:
-        try:
-            message = json.loads(e.body or "{}").get("message", e.reason)
-        except ValueError:
-            message = e.reason
-        if e.status == 404:
-            raise errors.PermanentError("NotFound", f"{what}: {message}") from e
-        if e.status == 409:
-            raise errors.TemporaryError("Conflict", f"{what}: {message}", delay=0.5) from e
-        raise errors.ExternalError("APIError", f"{what}: {e.status} {message}") from e
-    except urllib3.exceptions.HTTPError as e:
-        raise errors.ExternalError("APIUnreachable", f"{what}: the API server is unreachable ({e})") from e
+from roost.execution.kube_errors import mapped_errors
 
 
 def _contains(have: Any, want: Any) -> bool:

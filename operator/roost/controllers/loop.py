@@ -111,11 +111,15 @@ async def apply(rt: Runtime, body: dict[str, Any], plan: plan_mod.Plan) -> None:
         input_uri, _ = job_paths(rt, body, plan.submit.name)
         await asyncio.to_thread(rt.store.write_json, input_uri, plan.submit.payload)
         try:
-            await asyncio.to_thread(rt.executor.submit, unit)
+            submitted = await asyncio.to_thread(rt.executor.submit, unit)
         except errors.PermanentError as e:
             await _stall(rt, body, plan.status, e)
             return
-        log.info("Submitted %s unit %s for %s %s/%s", plan.submit.worker, unit.name, kind, ns, name)
+        if submitted.state == executor.State.PENDING:  # queued behind the executor's concurrency limit
+            log.debug("Queued %s unit %s for %s %s/%s: %s", plan.submit.worker, unit.name, kind, ns, name,
+                      submitted.message)
+        else:
+            log.info("Submitted %s unit %s for %s %s/%s", plan.submit.worker, unit.name, kind, ns, name)
     # Referrers wait on this object's outcome: Ready (go on) or Stalled (e.g. a failed run: give up).
     settled = any(conditions.is_true(plan.status.get("conditions", []), t)
                   and not conditions.is_true(old.get("conditions", []), t) for t in ("Ready", "Stalled"))

@@ -33,17 +33,15 @@ Pod or Service address: readiness is what the API server reports.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -52,6 +50,7 @@ from roost.api import common
 from roost.api import deployment as roost_deployment
 from roost.execution import kube_jobs
 from roost.execution.executor import Owner
+from roost.execution.kube_errors import mapped_errors
 from roost.execution.serving_local import ServerState
 from roost.storage import store as store_mod
 
@@ -346,25 +345,6 @@ def merged(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----- effects -----------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def mapped_errors(what: str) -> Iterator[None]:
-    """The kubernetes client's exceptions never leave this module: map them to :mod:`roost.errors`."""
-    try:
-        yield
-    except ApiException as e:
-        try:
-            message = json.loads(e.body or "{}").get("message", e.reason)
-        except (ValueError, AttributeError):
-            message = e.reason
-        if e.status == 409:
-            raise errors.TemporaryError("Conflict", f"{what}: {message}", delay=0.5) from e
-        if e.status == 422:
-            raise errors.PermanentError("Invalid", f"{what}: {message}") from e
-        raise errors.ExternalError("APIError", f"{what}: {e.status} {message}") from e
-    except urllib3.exceptions.HTTPError as e:
-        raise errors.ExternalError("APIUnreachable", f"{what}: {e}") from e
-
-
 @dataclass(frozen=True)
 class _Ops:
     read: Callable[..., Any]
