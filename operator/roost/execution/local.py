@@ -8,6 +8,7 @@ extra units Pending.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-from roost.execution import executor
 from roost.execution.executor import State, Unit, UnitStatus
 
 
@@ -105,17 +105,7 @@ class LocalExecutor:
 
     def cancel(self, unit: Unit) -> None:
         d = self._dir(unit)
-        for name in ("supervisor.pid",):
-            try:
-                pid = int((d / name).read_text())
-                os.killpg(pid, signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
+        with contextlib.suppress(OSError, ValueError):
+            os.killpg(int((d / "supervisor.pid").read_text()), signal.SIGTERM)
         shutil.rmtree(d, ignore_errors=True)
 
-    def forget(self, unit: Unit) -> None:
-        """Remove a finished unit's folder (a retry with the same name starts afresh)."""
-        shutil.rmtree(self._dir(unit), ignore_errors=True)
-
-
-_ = executor  # the protocol this class implements

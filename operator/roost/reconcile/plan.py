@@ -28,6 +28,5 @@ class Event:
 class Plan:
     status: dict[str, Any]
     submit: Job | None = None
-    forget: str | None = None            # a finished unit whose name will be reused by a retry
     requeue_after: float | None = None
     events: list[Event] = field(default_factory=list)
