@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from collections import Counter
@@ -36,7 +37,7 @@ def _version(name: str, number: int, run: str) -> dict[str, Any]:
 def _strategy(kind: str = "Canary", **analysis: Any) -> dict[str, Any]:
     steps = [{"setWeight": 30}, {"pause": {"requests": 60}}, {"setWeight": 60}] if kind == "Canary" else None
     body: dict[str, Any] = {"type": kind, "analysis": {
-        "warmup": "1s", "minRequests": 150, "maxDuration": "2m", "alpha": 0.05, "beta": 0.2,
+        "warmup": "3s", "minRequests": 150, "maxDuration": "2m", "alpha": 0.05, "beta": 0.2,
         "metrics": [{"name": "error-rate", "maxIncrease": 0.05}, {"name": "latency-p95", "maxRatio": 2.5}],
         **analysis}}
     if steps:
@@ -53,6 +54,7 @@ class Load:
         self.seen: Counter[str] = Counter()
         self.failures: list[str] = []
         self.answers: list[tuple[str, list[Any]]] = []
+        self.timed: list[tuple[float, str]] = []  # (wall-clock time, version) of each answer
         self.workers = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(threads)]
 
     def _loop(self, seed: int) -> None:
@@ -74,6 +76,7 @@ class Load:
                 version = r.headers["x-roost-model-version"]
                 self.seen[version] += 1
                 self.answers.append((version, r.json()["outputs"][0]["data"]))
+                self.timed.append((time.time(), version))
 
     def __enter__(self) -> Load:
         for w in self.workers:
@@ -183,10 +186,10 @@ def test_shadow_candidate_never_answers_clients_and_is_judged_on_agreement(
     with Load(rollout["url"]) as load:
         roost.patch_spec("Deployment", NS, "bc", {"modelVersion": "bc-v4", "strategy": shadow})
         obj = _wait_stable(roost, "bc-v4", 150, rollout["operator"])
-        promoted_at = sum(load.seen.values())
     assert load.failures == []
-    before_promotion = load.answers[: max(0, promoted_at - 50)]
-    assert before_promotion and all(version == stable for version, _ in before_promotion)
+    promoted = datetime.datetime.fromisoformat(obj["status"]["promotion"]["time"].replace("Z", "+00:00")).timestamp()
+    before_promotion = [version for t, version in load.timed if t < promoted - 1.0]
+    assert before_promotion and all(version == stable for version in before_promotion)
     metrics = {m["name"]: m for m in obj["status"]["promotion"]["evidence"]["metrics"]}
     agreement = metrics["agreement"]
     assert agreement["outcome"] == "Pass"

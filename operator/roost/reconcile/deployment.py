@@ -188,6 +188,8 @@ def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[
                                                               f"{canary['modelVersion']}"))
         canary = {}
     mode = obs.spec.strategy.type.value
+    # A new candidate: an earlier version's rollback (kept in status.rollback) no longer describes this rollout.
+    b.condition("RolledBack", FALSE, "RollingOut", f"rolling out {d.name}")
     if target_state.state == "Failed":
         message = f"the candidate {d.name} failed to start: {target_state.message}"
         return _roll_back(obs, b, plan, draining, stable_route, target, "CandidateFailed", message)
