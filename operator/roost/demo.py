@@ -415,11 +415,60 @@ def drift_scenario() -> int:
         drifted = [f["name"] for f in status.get("features") or [] if f["drifted"]]
         console.print(f"     drift detected: {status.get('driftDetected')}; drifted features: {drifted or 'none'}")
         console.print(f"     report: {status.get('reportURI')}")
-    retrained = _condition(k.get("DriftPolicy", NAMESPACE, "breast-cancer-drift"), "Retrained")
-    if retrained:
-        console.print(f"     retrain: {retrained['reason']} — {retrained['message']}")
+    _new_data_and_proposal(k, shifted)
     console.print(f"Look: kubectl get driftpolicies -n {NAMESPACE}; open the report file in a browser.")
     return 0
+
+
+def _new_data_and_proposal(k: kube_mod.Kube, labelled: pd.DataFrame) -> None:
+    """New labelled data arrives: the Dataset gets a new version, the policy retrains and proposes."""
+    policy = (k.get("DriftPolicy", NAMESPACE, "breast-cancer-drift") or {}).get("status") or {}
+    if not policy.get("proposal"):
+        data = pd.read_csv(EXAMPLES / "data" / "breast_cancer.csv")
+        export = _demo_dir() / "data" / "breast_cancer-with-production-labels.csv"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat([data, labelled]).to_csv(export, index=False)
+        console.print(f"[bold]drift[/] new data: the {len(labelled)} shifted rows come back labelled; the Dataset "
+                      f"now reads {export.name} ({len(data) + len(labelled)} rows)")
+        dataset = k.get("Dataset", NAMESPACE, "breast-cancer") or {}
+        spec = dataset["spec"]
+        k.apply(NAMESPACE, {"apiVersion": dataset["apiVersion"], "kind": "Dataset",
+                            "metadata": {"name": "breast-cancer"},
+                            "spec": {**spec, "source": {**spec["source"], "uri": f"file://{export}"}}})
+    deadline = time.monotonic() + TIMEOUT
+    last = ""
+    with console.status("retraining on the new version, then evaluating it against the served version's gates"):
+        while time.monotonic() < deadline:
+            policy = (k.get("DriftPolicy", NAMESPACE, "breast-cancer-drift") or {}).get("status") or {}
+            obj = {"status": policy}
+            retrained, proposed = _condition(obj, "Retrained"), _condition(obj, "Proposed")
+            line = f"     retrain: {retrained.get('reason')} — {retrained.get('message')}" if retrained else ""
+            if line and line != last:
+                console.print(line)
+                last = line
+            if policy.get("proposal") or proposed.get("status") == "False":
+                break
+            time.sleep(0.5)
+    proposal = policy.get("proposal")
+    if not proposal:
+        proposed = _condition({"status": policy}, "Proposed")
+        console.print(f"     no proposal: {proposed.get('reason')} — {proposed.get('message')}")
+        return
+    manifest = proposal["modelVersion"]
+    path = _demo_dir() / f"{manifest['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    evidence = proposal["evidence"]
+    table = Table(title=f"proposal {manifest['metadata']['name']} vs served {evidence.get('servedVersion')} "
+                        f"on the new holdout ({evidence.get('testRows')} rows)")
+    for col in ("metric", "proposed", "served"):
+        table.add_column(col)
+    for name, value in sorted((evidence.get("metrics") or {}).items()):
+        served = (evidence.get("servedMetrics") or {}).get(name)
+        table.add_row(name, f"{value:.4f}", "-" if served is None else f"{served:.4f}")
+    console.print(table)
+    console.print(f"     the proposed ModelVersion (self-contained: artifact uri + digest) is in {path}")
+    console.print(f"     to serve it, commit that file and set spec.modelVersion: {manifest['metadata']['name']} "
+                  "on the Deployment; Roost never changes production on its own")
 
 
 def main(stop: bool = False, scenario: str = "quickstart") -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from roost import demo
 from roost.storage import models
@@ -104,6 +106,17 @@ def test_make_demo_runs_the_quickstart_from_a_fresh_state(tmp_path: Path) -> Non
         again = subprocess.run(["make", "demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout[-3000:]
         assert "already running" in again.stdout
+        drift = subprocess.run(["make", "demo-drift"], cwd=REPO, env=env, capture_output=True, text=True,
+                               timeout=600)
+        assert drift.returncode == 0, drift.stdout[-3000:] + drift.stderr[-3000:]
+        out = " ".join(drift.stdout.split())  # rich wraps lines
+        assert "drift detected: False; drifted features: none" in out
+        drifted = re.search(r"drift detected: True; drifted features: \[([^\]]*)\]", out)
+        assert drifted and sorted(drifted.group(1).replace("'", "").split(", ")) == [
+            "mean_radius", "mean_smoothness", "worst_texture"]
+        assert "RetrainStarted" in out and "proposal breast-cancer-v2 vs served breast-cancer-v1" in out
+        proposal = yaml.safe_load((tmp_path / "demo" / "breast-cancer-v2.yaml").read_text())
+        assert proposal["spec"]["source"]["artifact"]["digest"].startswith("sha256:")
     finally:
         down = subprocess.run(["make", "down"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -151,6 +151,17 @@ def test_new_data_retrains_and_proposes_a_reviewable_version(served: dict[str, A
     assert manifest["spec"]["source"]["artifact"]["digest"] == run["status"]["artifact"]["digest"]
     assert "trainingRunRef" not in manifest["spec"]["source"]
     assert proposal["deploymentPatch"]["spec"]["modelVersion"] == manifest["metadata"]["name"]
+    assert manifest["metadata"]["name"] == "bc-v2" and manifest["spec"]["gates"]["thresholds"][0]["min"] == 0.9
+    # judged by an evaluate unit on the new version's holdout, the served model scored on the same rows
+    evidence = proposal["evidence"]
+    assert evidence["servedVersion"] == "bc-v1" and evidence["testRows"] == 138  # 20 % of 569 + 120 rows
+    assert set(evidence["metrics"]) >= {"accuracy", "roc_auc"} and set(evidence["servedMetrics"]) >= {"accuracy"}
+    assert evidence["metrics"]["accuracy"] >= 0.9
+    assert evidence["gates"] == [{"name": "threshold:accuracy", "passed": True,
+                                  "message": f"accuracy {evidence['metrics']['accuracy']:.4g} >= 0.9"}]
+    policy = roost.get("DriftPolicy", NS, "bc-drift")
+    assert roost.condition(policy, "Proposed")["reason"] == "ProposalReady"  # type: ignore[index]
+    assert status["retrain"]["state"] == "Proposed"
     result = kubectl(kubeconfig, "apply", "--dry-run=server", "-n", NS, "-f", "-", input=yaml.safe_dump(manifest),
                      check=False)
     assert result.returncode == 0, result.stderr

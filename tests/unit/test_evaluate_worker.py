@@ -204,3 +204,30 @@ def test_through_the_runner_a_rejection_keeps_metrics_and_a_mismatch_is_a_bare_f
     assert outcomes["rejected"]["metrics"]["accuracy"] == trained["metrics"]["accuracy"]
     assert outcomes["mismatched"]["ok"] is False and outcomes["mismatched"]["reason"] == "DigestMismatch"
     assert "metrics" not in outcomes["mismatched"]
+
+
+def test_a_proposal_is_judged_against_the_served_model_on_the_same_rows(
+    store: store_mod.Store, dataset: dict[str, Any], trained: dict[str, Any],
+) -> None:
+    # The drift proposal's evaluation: the served model (here a 3-tree forest) scored on the same
+    # holdout rows is the baseline of the maxRegression gates; nothing is converted.
+    served = train.run(fx.train_job(dataset, estimator={
+        "class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 3, "random_state": 0}}),
+        store, "unused")
+    compare = {"uri": served["artifact"]["uri"], "digest": served["artifact"]["digest"]}
+
+    result = evaluate.run(evaluate_job(trained, dataset, {"baseline": {
+        "modelVersionRef": {"name": "served"}, "maxRegression": [{"metric": "roc_auc", "by": 0.0}]}},
+        compareWith=compare, convert=False), store, "unused")
+
+    assert result["comparedMetrics"] == served["metrics"]  # same rows, same definitions
+    assert result["ok"] is (trained["metrics"]["roc_auc"] >= served["metrics"]["roc_auc"])
+    assert result["gates"][0]["message"].startswith(f"roc_auc {trained['metrics']['roc_auc']:.4g}")
+    assert "runtime" not in result
+
+    worse = evaluate.run(evaluate_job(served, dataset, {"baseline": {
+        "modelVersionRef": {"name": "served"}, "maxRegression": [{"metric": "roc_auc", "by": 0.0}]}},
+        compareWith={"uri": trained["artifact"]["uri"], "digest": trained["artifact"]["digest"]}, convert=False),
+        store, "unused")
+    assert worse["ok"] is False and worse["reason"] == "Rejected"
+    assert "baseline:roc_auc" in worse["message"]

@@ -164,7 +164,9 @@ class DriftPolicyStatus(common.CommonStatus):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     retrain: dict[str, Any] | None = Field(
-        default=None, description="The last retrain: TrainingRun name, Dataset digest, time, state.",
+        default=None,
+        description="The last retrain: TrainingRun name, Dataset digest, time, state (Running, Evaluating, "
+                    "Proposed, Rejected, Failed, Succeeded) and the evaluate unit of its proposal.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     proposal: dict[str, Any] | None = Field(

@@ -49,12 +49,22 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
     if retrain_name:
         refs.add(("TrainingRun", ns, retrain_name))
     rt.refers((KIND.kind, ns, name), refs)
+    latest = 0
+    if (status.get("retrain") or {}).get("state") in ("Running", "Evaluating") and served is not None:
+        model = (served.get("spec") or {}).get("model")
+        versions = await asyncio.to_thread(rt.kube.list, "ModelVersion", ns)
+        latest = max((int((v.get("spec") or {}).get("version") or 0) for v in versions
+                      if (v.get("spec") or {}).get("model") == model), default=0)
     unit, result = await loop.observe_unit(rt, body, "drift")
+    evaluation, evaluation_result = None, None
+    if (status.get("retrain") or {}).get("job"):
+        evaluation, evaluation_result = await loop.observe_unit(rt, body, "evaluate", status["retrain"]["job"])
     plan = reconcile_drift.reconcile(reconcile_drift.Observed(
         namespace=ns, name=name, generation=meta.get("generation", 0), spec=spec, status=status,
         now=datetime.datetime.now(datetime.UTC), uid=meta.get("uid", ""), deployment=deploy_status, served=served,
         dataset=None if dataset_obj is None else (dataset_obj.get("status") or {}),
         retrain_run=None if retrain_obj is None else (retrain_obj.get("status") or {}), unit=unit, result=result,
+        evaluation=evaluation, evaluation_result=evaluation_result, latest_version=latest,
     ))
     if plan.status.get("lastCheckTime") != status.get("lastCheckTime"):
         metrics.record_drift(ns, name, plan.status)

@@ -61,10 +61,10 @@ def unit_for(rt: Runtime, body: dict[str, Any], job: plan_mod.Job | str, worker:
                          job.resources)
 
 
-async def observe_unit(rt: Runtime, body: dict[str, Any], worker: str) -> tuple[
+async def observe_unit(rt: Runtime, body: dict[str, Any], worker: str, job: str | None = None) -> tuple[
         executor.UnitStatus | None, dict[str, Any] | None]:
-    """The executor's view of ``status.job`` and, once it exited 0, its result."""
-    job = (body.get("status") or {}).get("job")
+    """The executor's view of the unit ``job`` (default: ``status.job``) and, once it exited 0, its result."""
+    job = job or (body.get("status") or {}).get("job")
     if not job:
         return None, None
     unit = unit_for(rt, body, job, worker)

@@ -4,8 +4,9 @@ Checks run on the policy's own schedule (``schedule.interval``) as ``drift`` uni
 samples is ``Drifted=Unknown`` (``InsufficientData``), never a verdict. On drift, when the action is
 ``retrain`` and the cooldown allows, a new TrainingRun is created against a Dataset version newer than
 the one the served model was trained on (none newer: ``NoNewData``); with ``propose: true`` its
-artifact is evaluated against the served version's gates and, if it passes, a self-contained
-ModelVersion manifest and the Deployment change are recorded in ``status.proposal``. Roost never
+artifact is evaluated by an ``evaluate`` unit (no ModelVersion is created) against the served version's
+gates, with the served model scored on the same new holdout rows as the baseline; if it passes, a
+self-contained ModelVersion manifest and the Deployment change are recorded in ``status.proposal``. Roost never
 changes what production serves on its own.
 """
 
@@ -43,6 +44,9 @@ class Observed:
     retrain_run: dict[str, Any] | None = None  # the retrain TrainingRun's status
     unit: UnitStatus | None = None
     result: dict[str, Any] | None = None
+    evaluation: UnitStatus | None = None       # the proposal's evaluate unit (status.retrain.job)
+    evaluation_result: dict[str, Any] | None = None
+    latest_version: int = 0                    # the highest spec.version among the model's ModelVersions
 
 
 @dataclass
@@ -185,14 +189,26 @@ def _retrain(obs: Observed, b: StatusBuilder, plan: DriftPlan, reference: dict[s
         return
     retrain = dict(obs.status.get("retrain") or {})
     run = obs.retrain_run
+    if retrain.get("state") == "Evaluating" and run is not None:
+        _evaluate(obs, b, plan, retrain, run)
+        return
     if retrain.get("name") and run is not None and not trainingrun.finished(run):
         return  # at most one retrain in flight
     if retrain.get("name") and run is not None and trainingrun.finished(run) and retrain.get("state") == "Running":
         ok = conditions.is_true(run.get("conditions", []), "Succeeded")
         retrain["state"] = "Succeeded" if ok else "Failed"
+        if not ok:
+            succeeded = conditions.get(run.get("conditions", []), "Succeeded") or {}
+            message = f"TrainingRun {retrain['name']} failed: {succeeded.get('message', 'no reason given')}"
+            b.condition("Retrained", FALSE, "RetrainFailed", message)
+            plan.events.append(Event("Warning", "RetrainFailed", message))
+        elif action.propose:
+            retrain.update({"state": "Evaluating", "attempts": 1, "job": _evaluate_job(obs, run, 1).name})
+            plan.submit = _evaluate_job(obs, run, 1)
+            plan.requeue_after = POLL_SECONDS
+            b.condition("Proposed", UNKNOWN, "Evaluating",
+                        f"evaluating {retrain['name']}'s artifact against the served version's gates")
         b.status["retrain"] = retrain
-        if ok and action.propose:
-            _propose(obs, b, plan, retrain, run)
         return
     if obs.status.get("driftDetected") is not True and b.status.get("driftDetected") is not True:
         return
@@ -221,33 +237,93 @@ def _retrain(obs: Observed, b: StatusBuilder, plan: DriftPlan, reference: dict[s
                                                          f"{newest['digest'][:19]}"))
 
 
-def _propose(obs: Observed, b: StatusBuilder, plan: DriftPlan, retrain: dict[str, Any],
-             run: dict[str, Any]) -> None:
-    """Record a self-contained ModelVersion manifest and the Deployment change that would serve it.
+def _proposed_version(obs: Observed) -> int:
+    """One above every registered version of the model (the served one may not be the newest)."""
+    served_spec = (obs.served or {}).get("spec") or {}
+    return max(int(served_spec.get("version", 0)), obs.latest_version) + 1
 
-    The served version's threshold gates are applied to the retrained model's holdout metrics, which
-    the ``train`` worker computed on the new Dataset version's holdout split; a ModelVersion created
-    from the proposal re-verifies and re-evaluates the artifact itself before it can serve.
+
+def _proposed_name(obs: Observed) -> str:
+    served_spec = (obs.served or {}).get("spec") or {}
+    return f"{served_spec.get('model', 'model')}-v{_proposed_version(obs)}"
+
+
+def _evaluate_job(obs: Observed, run: dict[str, Any], attempt: int) -> Job:
+    """An ``evaluate`` unit: the retrained artifact against the served version's gates, on the new holdout.
+
+    The served model is scored on the same rows (``compareWith``) and is the baseline of any
+    ``maxRegression`` gate, so "no worse than what serves now" is judged on the new data.
     """
     served = obs.served or {}
-    served_spec = served.get("spec") or {}
-    metrics = run.get("metrics") or {}
-    failed = []
-    for gate in (served_spec.get("gates") or {}).get("thresholds") or []:
-        value = metrics.get(gate["metric"])
-        low, high = gate.get("min"), gate.get("max")
-        if value is None or (low is not None and value < low) or (high is not None and value > high):
-            failed.append(f"{gate['metric']} {value} outside [{low}, {high}]")
-    evaluation = {"ok": not failed, "metrics": metrics, "message": "; ".join(failed)}
-    if failed:
-        b.condition("Proposed", FALSE, "GatesFailed", "; ".join(failed))
+    served_spec, served_status = served.get("spec") or {}, served.get("status") or {}
+    gates = served_spec.get("gates") or {}
+    artifact, served_artifact = run.get("artifact") or {}, served_status.get("artifact") or {}
+    metrics = sorted(set(served_status.get("evaluationMetrics") or []) | set(run.get("metrics") or {})
+                     | {t["metric"] for t in gates.get("thresholds") or []})
+    payload = {
+        "modelVersion": {"namespace": obs.namespace, "name": _proposed_name(obs)},
+        "artifact": {"uri": artifact.get("uri"), "digest": artifact.get("digest")},
+        "dataset": (run.get("lineage") or {}).get("datasetVersion") or run.get("datasetVersion"),
+        "task": ((run.get("signature") or {}).get("outputs") or {}).get("task"),
+        "metrics": metrics,
+        "gates": gates,
+        "maxRegression": (gates.get("baseline") or {}).get("maxRegression"),
+        "compareWith": ({"uri": served_artifact["uri"], "digest": served_artifact["digest"]}
+                        if served_artifact.get("uri") else None),
+        "convert": False,
+    }
+    name = executor.unit_name(f"{obs.name}-propose", obs.uid, str(artifact.get("digest")), attempt)
+    return Job(name, "evaluate", payload, 1800.0)
+
+
+def _evaluate(obs: Observed, b: StatusBuilder, plan: DriftPlan, retrain: dict[str, Any],
+              run: dict[str, Any]) -> None:
+    attempts = int(retrain.get("attempts") or 1)
+    unit = obs.evaluation
+    if unit is None:  # the unit was never recorded as submitted: submit it (again)
+        plan.submit, plan.requeue_after = _evaluate_job(obs, run, attempts), POLL_SECONDS
+        retrain["job"] = plan.submit.name
+        b.status["retrain"] = retrain
         return
+    d = work.decide(unit.state, unit.message, obs.evaluation_result, attempts, MAX_ATTEMPTS)
+    if d.verdict == work.Verdict.WAIT:
+        plan.requeue_after = POLL_SECONDS
+        return
+    if d.verdict in (work.Verdict.SUBMIT, work.Verdict.RETRY):
+        attempt = attempts if d.verdict == work.Verdict.SUBMIT else attempts + 1
+        plan.submit, plan.requeue_after = _evaluate_job(obs, run, attempt), POLL_SECONDS
+        retrain.update({"attempts": attempt, "job": plan.submit.name})
+        b.status["retrain"] = retrain
+        return
+    retrain["job"] = None
+    if d.verdict == work.Verdict.SUCCEEDED:
+        retrain["state"] = "Proposed"
+        _propose(obs, b, plan, retrain, run, d.result or {})
+    elif d.reason == "Rejected":  # a result: the retrained model does not pass the served version's gates
+        retrain["state"] = "Rejected"
+        b.condition("Proposed", FALSE, "GatesFailed", d.message)
+        plan.events.append(Event("Warning", "GatesFailed", f"No proposal from {retrain['name']}: {d.message}"))
+    else:
+        retrain["state"] = "Failed"
+        b.condition("Proposed", FALSE, d.reason, d.message)
+        plan.events.append(Event("Warning", d.reason, f"Could not evaluate {retrain['name']}: {d.message}"))
+    b.status["retrain"] = retrain
+
+
+def _propose(obs: Observed, b: StatusBuilder, plan: DriftPlan, retrain: dict[str, Any],
+             run: dict[str, Any], evaluation: dict[str, Any]) -> None:
+    """Record a self-contained ModelVersion manifest and the Deployment change that would serve it.
+
+    The manifest's source is the artifact itself (uri and digest) with the Dataset version it was
+    trained on, never the generated TrainingRun: git must not point at objects that exist only in the
+    cluster. A ModelVersion created from it re-verifies and re-evaluates the artifact before it serves.
+    """
+    served_spec = (obs.served or {}).get("spec") or {}
     artifact = run.get("artifact") or {}
-    version = int(served_spec.get("version", 0)) + 1
-    name = f"{served_spec.get('model', 'model')}-v{version}"
+    name = _proposed_name(obs)
     manifest = {
         "apiVersion": common.API_VERSION, "kind": "ModelVersion", "metadata": {"name": name},
-        "spec": {"model": served_spec.get("model"), "version": version,
+        "spec": {"model": served_spec.get("model"), "version": _proposed_version(obs),
                  "source": {"artifact": {"uri": artifact.get("uri"), "digest": artifact.get("digest"),
                                          "datasetRef": {"name": (run.get("datasetVersion") or {}).get("name"),
                                                         "digest": retrain["datasetDigest"]}}},
@@ -260,10 +336,14 @@ def _propose(obs: Observed, b: StatusBuilder, plan: DriftPlan, retrain: dict[str
         "evidence": {"reportURI": obs.status.get("reportURI") or b.status.get("reportURI"),
                      "driftedShare": b.status.get("driftedShare"),
                      "metrics": evaluation.get("metrics"),
-                     "servedMetrics": (served.get("status") or {}).get("metrics"),
+                     "servedMetrics": evaluation.get("comparedMetrics"),
+                     "servedVersion": (obs.served or {}).get("metadata", {}).get("name"),
+                     "testRows": evaluation.get("testRows"),
+                     "gates": evaluation.get("gates"),
                      "trainingRun": retrain["name"]},
         "time": _stamp(obs.now),
     }
-    b.condition("Proposed", TRUE, "ProposalReady", f"{name} passes the served version's gates")
+    gates = ", ".join(g["message"] for g in evaluation.get("gates") or []) or "no gates"
+    b.condition("Proposed", TRUE, "ProposalReady", f"{name} passes the served version's gates ({gates})")
     plan.events.append(Event("Normal", "ProposalReady", f"Proposed {name} (artifact "
                                                         f"{str(artifact.get('digest'))[:19]}) for review"))

@@ -43,14 +43,19 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
             <as for train>, "task": "classification" | "regression" | None (then the model's own), "metrics":
             [name] (default: the task's first metric), "gates":
             <Gates, camelCase: {"thresholds": [{"metric", "min"?, "max"?}], "baseline"?}>,
-            "baselineMetrics": {name: float} | None, "maxRegression": [{"metric", "by"}] | None}``.
-            ``maxRegression`` defaults to ``gates.baseline.maxRegression``.
+            "baselineMetrics": {name: float} | None, "maxRegression": [{"metric", "by"}] | None,
+            "compareWith": {"uri", "digest"} | None, "convert": bool (default True)}``.
+            ``maxRegression`` defaults to ``gates.baseline.maxRegression``. ``compareWith`` names a second
+            artifact (the served model, for a drift proposal) scored on the same holdout rows; its
+            metrics are the baseline when ``baselineMetrics`` is not given. ``convert: false`` skips
+            the ONNX conversion (nothing will serve this artifact yet).
         store: the artifact store.
         output: the result prefix (unused; the runner writes ``result.json``).
 
     Returns:
         ``{"ok": bool, "verified": True, "metrics": {name: float}, "gates": [{"name", "passed",
-        "message"}], "signature": {...}, "testRows": int, "runtime": {...}}``, plus ``"reason": "Rejected"`` and a
+        "message"}], "signature": {...}, "testRows": int, "runtime": {...}, "comparedMetrics": {name: float}}``
+        (the last only with ``compareWith``), plus ``"reason": "Rejected"`` and a
         ``"message"`` naming every failed gate with its values when ``ok`` is False. Metrics are the
         requested ones and every gated one, on the holdout split. Gate names are
         ``threshold:<metric>`` and ``baseline:<metric>``. ``runtime`` (only when every gate passed) is
@@ -93,8 +98,13 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
     x_test, y_test = data.x(data.split.test, columns), data.y(data.split.test)
     metrics = _data.score(model, x_test, y_test, needed)
 
+    compared = None
+    if job.get("compareWith"):
+        other = job["compareWith"]
+        served = models.load_verified(store, str(other["uri"]), str(other["digest"]))
+        compared = _data.score(served, data.x(data.split.test, _model_columns(served, data)), y_test, needed)
     results = [threshold_gate(t, metrics[t.metric]) for t in gates.thresholds]
-    baseline = job.get("baselineMetrics")
+    baseline = job.get("baselineMetrics") or compared
     results += [baseline_gate(r, metrics[r.metric], baseline) for r in regressions]
     failed = [g for g in results if not g["passed"]]
     signature = models.signature_of(model, x_test, data.ref.target)
@@ -106,7 +116,9 @@ def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, A
         "signature": signature,
         "testRows": len(y_test),
     }
-    if not failed:  # a rejected model is never served: no conversion
+    if compared is not None:
+        result["comparedMetrics"] = compared
+    if not failed and job.get("convert", True):  # a rejected model is never served: no conversion
         result["runtime"] = runtime.validate(model, x_test, signature, store)
     if failed:
         result["reason"] = "Rejected"
