@@ -53,6 +53,7 @@ class Load:
         self.stop = threading.Event()
         self.seen: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.refused: list[tuple[float, int, str]] = []  # (wall-clock time, status, version) of each non-200
         self.answers: list[tuple[str, list[Any]]] = []
         self.timed: list[tuple[float, str]] = []  # (wall-clock time, version) of each answer
         self.workers = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(threads)]
@@ -72,6 +73,7 @@ class Load:
                     continue
                 if r.status_code != 200:
                     self.failures.append(f"{r.status_code} {r.text[:200]}")
+                    self.refused.append((time.time(), r.status_code, r.headers.get("x-roost-model-version", "")))
                     continue
                 version = r.headers["x-roost-model-version"]
                 self.seen[version] += 1
