@@ -5,7 +5,8 @@ take them from there. There is no kubelet and no scheduler, so Pods stay Pending
 Pod to be Ready it sets the Pod's status as the kubelet would (``pods/status``), and the real
 controllers carry that up to the apps/v1 Deployment the backend reads. The store is ``s3://``: nothing
 here reads or writes it (building objects does not touch the network), and nothing dials a Pod or
-Service address.
+Service address. With the Gateway API's HTTPRoute CRD installed (the real one), the backend also keeps
+an HTTPRoute with exact weights and request mirroring; without it, Shadow is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from roost import errors
 from roost.api import deployment as deployment_api
 from roost.controllers import deployment as deployment_controller
 from roost.controllers import kube, runtime
+from roost.devcluster import crds, gatewayapi
 from roost.execution import serving_kube
 from roost.reconcile import deployment as reconcile_deploy
 from roost.storage import store as store_mod
@@ -33,6 +35,8 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 DIGEST = "sha256:" + "5e" * 32
+DIGEST2 = "sha256:" + "7a" * 32
+G, V = "gateway.networking.k8s.io", "v1"
 STORE = "s3://roost-serving-test/root"
 IMAGE = "registry.example/roost:test"
 RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
@@ -384,3 +388,169 @@ def test_the_deployment_controller_stalls_with_store_not_shared_on_a_file_store(
     plan = asyncio.run(deployment_controller.reconcile_once(rt, served.body))
     stalled = next(c for c in plan.status["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "StoreNotShared")
+
+
+def test_without_the_gateway_api_a_shadow_rollout_is_refused_and_starts_no_candidate(
+    api_client: Any, roost: Roost, private_namespace: str, store: store_mod.Store, tmp_path: Any,
+) -> None:
+    served = Served(roost, private_namespace, store)
+    _second_version(roost, served, store)
+    rt = _controller(api_client, store, tmp_path)
+    assert rt.serving.mirror_supported() is False
+    body = dict(served.body)
+    _serve_v1(api_client, rt, served, body)
+    body["spec"] = {**body["spec"], "modelVersion": "breast-cancer-v2", "strategy": {"type": "Shadow"}}
+    plan = asyncio.run(deployment_controller.reconcile_once(rt, body))
+    stalled = next(c for c in plan.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "MirrorUnsupported")
+    assert "HTTPRoute" in stalled["message"]
+    available = next(c for c in plan.status["conditions"] if c["type"] == "Available")
+    assert available["status"] == "True"
+    v2 = reconcile_deploy.server_name("breast-cancer-v2", DIGEST2)
+    assert client.AppsV1Api(api_client).list_namespaced_deployment(
+        served.namespace, label_selector=f"roost.dev/server={v2}").items == []
+
+
+# ----- with the Gateway API installed: the real HTTPRoute CRD (standard channel, from the Go module proxy)
+# validates every route with its own schema and CEL rules; it is removed again when this module ends. ------
+
+
+@pytest.fixture(scope="module")
+def gateway_api(api_client: Any) -> Iterator[None]:
+    bodies = gatewayapi.crds(("httproutes",))
+    crds.apply(api_client, bodies)
+    yield
+    ext = client.ApiextensionsV1Api(api_client)
+    for body in bodies:
+        ext.delete_custom_resource_definition(body["metadata"]["name"])
+    wait_for("the HTTPRoute CRD gone", lambda: _gone(ext, bodies[0]["metadata"]["name"]), timeout=60)
+
+
+def _gone(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    return all(c.metadata.name != name for c in ext.list_custom_resource_definition().items)
+
+
+def _route(api_client: Any, served: Served) -> dict[str, Any]:
+    out: dict[str, Any] = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        G, V, served.namespace, "httproutes", served.name)
+    return out
+
+
+def _svc(served: Served, server: str) -> str:
+    return f"{served.name}-{server}"
+
+
+def test_route_keeps_an_httproute_with_exact_weights_attached_to_the_stable_service(
+    gateway_api: None, api_client: Any, store: store_mod.Store, served: Served,
+) -> None:
+    serving = serving_kube.KubernetesServing(api_client, store)
+    assert serving.gateway_api() is True and serving.mirror_supported() is True
+    v2 = reconcile_deploy.server_name("breast-cancer-v2", DIGEST2)
+    backends = [{"version": "breast-cancer-v1", "server": served.server, "weight": 90},
+                {"version": "breast-cancer-v2", "server": v2, "weight": 10}]
+    serving.route(served.namespace, served.name, backends, owner_uid=served.uid)
+    route = _route(api_client, served)
+    assert route["metadata"]["ownerReferences"] == [owner_ref(served)]
+    assert route["spec"]["parentRefs"] == [{"group": "", "kind": "Service", "name": served.name, "port": 80}]
+    [rule] = route["spec"]["rules"]
+    assert rule["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": _svc(served, served.server), "port": 80, "weight": 90},
+        {"group": "", "kind": "Service", "name": _svc(served, v2), "port": 80, "weight": 10}]
+    svc = client.CoreV1Api(api_client).read_namespaced_service(served.name, served.namespace)
+    assert svc.metadata.annotations["roost.dev/traffic-split"] == "httproute"
+
+    # the next step's weights update the same object in place
+    uid = route["metadata"]["uid"]
+    serving.route(served.namespace, served.name, [{**backends[0], "weight": 50}, {**backends[1], "weight": 50}],
+                  owner_uid=served.uid)
+    route = _route(api_client, served)
+    assert route["metadata"]["uid"] == uid
+    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [50, 50]
+
+    # a Gateway named in the spec is the parent instead
+    serving.route(served.namespace, served.name, backends[:1], owner_uid=served.uid,
+                  gateway={"name": "public", "namespace": "gateways", "sectionName": "https"})
+    route = _route(api_client, served)
+    assert route["spec"]["parentRefs"] == [{"group": G, "kind": "Gateway", "name": "public",
+                                            "namespace": "gateways", "sectionName": "https"}]
+    assert [b["name"] for b in route["spec"]["rules"][0]["backendRefs"]] == [_svc(served, served.server)]
+
+
+def test_a_shadow_candidate_is_a_request_mirror_never_a_backend(
+    gateway_api: None, api_client: Any, store: store_mod.Store, served: Served,
+) -> None:
+    serving = serving_kube.KubernetesServing(api_client, store)
+    v2 = reconcile_deploy.server_name("breast-cancer-v2", DIGEST2)
+    serving.route(served.namespace, served.name, [
+        {"version": "breast-cancer-v1", "server": served.server, "weight": 100},
+        {"version": "breast-cancer-v2", "server": v2, "weight": 0, "mirror": True}], owner_uid=served.uid)
+    [rule] = _route(api_client, served)["spec"]["rules"]
+    assert [b["name"] for b in rule["backendRefs"]] == [_svc(served, served.server)]
+    assert rule["filters"] == [{"type": "RequestMirror", "requestMirror": {
+        "backendRef": {"group": "", "kind": "Service", "name": _svc(served, v2), "port": 80}}}]
+
+
+def _second_version(roost: Roost, served: Served, store: store_mod.Store) -> None:
+    roost.create(served.namespace, {
+        "apiVersion": "roost.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": "breast-cancer-v2"},
+        "spec": {"model": "breast-cancer", "version": 2,
+                 "source": {"artifact": {"uri": store.object_uri(DIGEST2), "digest": DIGEST2,
+                                         "datasetRef": {"name": "breast-cancer"}}}}})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    roost.custom.patch_namespaced_custom_object_status(
+        "roost.dev", "v1alpha1", served.namespace, "modelversions", "breast-cancer-v2", {"status": {
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Validated", "message": "",
+                            "lastTransitionTime": now, "observedGeneration": 1}],
+            "artifact": {"uri": store.object_uri(DIGEST2), "digest": DIGEST2, "verified": True},
+            "signature": served.config.get("signature")}})
+
+
+def _controller(api_client: Any, store: store_mod.Store, tmp_path: Any) -> runtime.Runtime:
+    return runtime.Runtime(store=store, executor=None, kube=kube.Kube(api_client),  # type: ignore[arg-type]
+                           state_dir=tmp_path, serving=serving_kube.KubernetesServing(api_client, store))
+
+
+def _serve_v1(api_client: Any, rt: runtime.Runtime, served: Served, body: dict[str, Any]) -> None:
+    core = client.CoreV1Api(api_client)
+    for _ in range(20):
+        plan = asyncio.run(deployment_controller.reconcile_once(rt, body))
+        body["status"] = plan.status
+        if (body["status"].get("stable") or {}).get("modelVersion") and body["status"].get("url"):
+            return
+        selector = "roost.dev/deployment=" + served.name
+        for pod in core.list_namespaced_pod(served.namespace, label_selector=selector).items:
+            if not any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])):
+                mark_ready(core, pod)
+        time.sleep(0.5)
+    raise AssertionError(body.get("status"))
+
+
+def test_a_canary_through_the_controller_splits_replicas_and_route_weights(
+    gateway_api: None, api_client: Any, roost: Roost, private_namespace: str, store: store_mod.Store, tmp_path: Any,
+) -> None:
+    served = Served(roost, private_namespace, store, replicas=10)
+    _second_version(roost, served, store)
+    rt = _controller(api_client, store, tmp_path)
+    body = dict(served.body)
+    _serve_v1(api_client, rt, served, body)
+    apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    assert apps.read_namespaced_deployment(served.child, served.namespace).spec.replicas == 10
+    body["spec"] = {**body["spec"], "modelVersion": "breast-cancer-v2", "strategy": {
+        "type": "Canary", "steps": [{"setWeight": 20}, {"pause": {}}]}}
+    v2 = reconcile_deploy.server_name("breast-cancer-v2", DIGEST2)
+    for _ in range(40):
+        plan = asyncio.run(deployment_controller.reconcile_once(rt, body))
+        body["status"] = plan.status
+        if (body["status"].get("canary") or {}).get("weight") == 20:
+            break
+        for pod in core.list_namespaced_pod(served.namespace, label_selector=f"roost.dev/server={v2}").items:
+            if not any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])):
+                mark_ready(core, pod)
+        time.sleep(0.5)
+    assert (body["status"].get("canary") or {}).get("weight") == 20, body["status"]
+    assert apps.read_namespaced_deployment(served.child, served.namespace).spec.replicas == 8
+    assert apps.read_namespaced_deployment(_svc(served, v2), served.namespace).spec.replicas == 2
+    assert body["status"]["backend"]["replicas"] == {served.server: 8, v2: 2}
+    weights = {b["name"]: b["weight"] for b in _route(api_client, served)["spec"]["rules"][0]["backendRefs"]}
+    assert weights == {_svc(served, served.server): 80, _svc(served, v2): 20}

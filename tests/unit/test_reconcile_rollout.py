@@ -98,11 +98,12 @@ STABLE = {"stable": {"modelVersion": "v1", "digest": V1.digest, "weight": 100}}
 
 def reconcile(status: dict[str, Any], servers: dict[str, str], verdict: Verdict = WAIT,
               now: datetime.datetime = T0, spec: dict[str, Any] | None = None, desired: rd.Version = V2,
-              requests: int = 0) -> rd.ServingPlan:
+              requests: int = 0, mirror_supported: bool = True) -> rd.ServingPlan:
     spec = spec or {"modelVersion": desired.name, "strategy": {"type": "Canary", "steps": STEPS}}
     return rd.reconcile(rd.Observed(
         "ns", "d", 2, deployment.DeploymentSpec.model_validate(spec), status, now, desired,
-        {n: rd.Server(n, s, f"http://127.0.0.1/{n}") for n, s in servers.items()}, True, verdict, requests))
+        {n: rd.Server(n, s, f"http://127.0.0.1/{n}") for n, s in servers.items()}, True, verdict, requests,
+        mirror_supported=mirror_supported))
 
 
 def cond(status: dict[str, Any], type_: str) -> tuple[str, str]:
@@ -177,3 +178,36 @@ def test_shadow_mirrors_every_request_and_answers_with_stable() -> None:
                            {"version": "v2", "server": S2, "weight": 0, "mirror": True}]
     promoted = reconcile(plan.status, {S1: "Ready", S2: "Ready"}, PASS, spec=spec)
     assert promoted.status["stable"]["modelVersion"] == "v2"
+
+
+@pytest.mark.parametrize(("total", "weight", "mirror", "expected"), [
+    (10, None, False, (10, 0)),   # no candidate
+    (10, 20, False, (8, 2)),      # the replica ratio is the split
+    (10, 25, False, (7, 3)),      # the candidate rounds up
+    (1, 10, False, (1, 1)),       # one replica each: 1:1 whatever the weight
+    (4, 0, False, (3, 1)),        # a candidate before its first step stays warm
+    (3, 100, False, (0, 3)),
+    (5, 0, True, (5, 5)),         # a shadow carries stable's whole load
+    (0, 50, False, (0, 0)),       # scaled to zero
+])
+def test_replica_split(total: int, weight: int | None, mirror: bool, expected: tuple[int, int]) -> None:
+    assert rd.replica_split(total, weight, mirror) == expected
+
+
+def test_replicas_follow_the_weights_during_a_canary_and_come_back_after() -> None:
+    spec = {"modelVersion": "v2", "replicas": 10, "strategy": {"type": "Canary", "steps": STEPS}}
+    before = reconcile(dict(STABLE), {S1: "Ready"}, spec={**spec, "modelVersion": "v1"}, desired=V1)
+    assert before.replicas == {S1: 10}
+    plan = reconcile(dict(STABLE), {S1: "Ready", S2: "Ready"}, spec=spec)
+    weight = plan.status["canary"]["weight"]
+    assert plan.replicas == {S1: 10 - -(-10 * weight // 100), S2: max(1, -(-10 * weight // 100))}
+    assert plan.status["backend"]["replicas"] == plan.replicas
+
+
+def test_shadow_without_mirroring_is_refused_and_starts_no_candidate() -> None:
+    spec = {"modelVersion": "v2", "strategy": {"type": "Shadow"}}
+    plan = reconcile(dict(STABLE), {S1: "Ready"}, spec=spec, mirror_supported=False)
+    assert [name for name, _ in plan.ensure] == [S1]
+    assert plan.routes == [{"version": "v1", "server": S1, "weight": 100}]
+    assert cond(plan.status, "Stalled") == ("True", "MirrorUnsupported")
+    assert cond(plan.status, "Available") == ("True", "Serving")

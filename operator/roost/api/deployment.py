@@ -105,11 +105,27 @@ class Logging(RoostModel):
                                description="Share of requests whose inputs/outputs are logged.")
 
 
+class GatewayRef(RoostModel):
+    """A Gateway API Gateway (gateway.networking.k8s.io/v1) an HTTPRoute attaches to."""
+
+    name: ObjectName = Field(description="Gateway name.")
+    namespace: ObjectName | None = Field(default=None, description="Its namespace (default: the Deployment's).")
+    section_name: str | None = Field(default=None, max_length=253, description="A listener of the Gateway.")
+
+
 class DeploymentSpec(RoostModel):
     """Desired state of a roost.dev Deployment."""
 
     model_version: ObjectName = Field(description="The ModelVersion to serve, in the same namespace.")
-    replicas: int = Field(default=1, ge=0, le=100, description="Model server replicas per version.")
+    replicas: int = Field(
+        default=1, ge=0, le=100,
+        description="Model server replicas of the serving version. During a canary on the Kubernetes backend "
+                    "they are split by weight (candidate ceil(replicas x weight), at least 1; stable the rest, "
+                    "at least 1); a shadow candidate gets as many as stable.")
+    gateway_ref: GatewayRef | None = Field(
+        default=None,
+        description="Kubernetes backend with the Gateway API installed: the Gateway the HTTPRoute (exact weights, "
+                    "RequestMirror for shadow) attaches to. Default: the stable Service itself (GAMMA mesh routing).")
     resources: Resources | None = Field(default=None, description="Compute per model server.")
     strategy: RolloutStrategy = Field(default_factory=RolloutStrategy, description="Rollout strategy.")
     logging: Logging = Field(default_factory=Logging, description="Request log settings.")

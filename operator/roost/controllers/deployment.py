@@ -69,6 +69,7 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
         return servers, backend.router_ready(ns, name)
 
     servers, router_ready = await asyncio.to_thread(observe)
+    mirror_supported = await asyncio.to_thread(backend.mirror_supported)
     status = body.get("status") or {}
     live = analysis.Result({}, rollout.NO_ANALYSIS, 0, {})
     if status.get("canary") and spec.strategy.type != deployment.StrategyType.REPLACE:
@@ -76,7 +77,8 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
     promote, abort = _requested(meta, status.get("canary") or {})
     plan = reconcile_deploy.reconcile(reconcile_deploy.Observed(
         ns, name, meta.get("generation", 0), spec, status, datetime.datetime.now(datetime.UTC), desired,
-        servers, router_ready, live.verdict, live.candidate_requests, promote, abort, live.evidence or None))
+        servers, router_ready, live.verdict, live.candidate_requests, promote, abort, live.evidence or None,
+        mirror_supported))
     if plan.status.get("canary") and live.status:
         plan.status["analysis"] = live.status
     elif not plan.status.get("canary") and live.status:
@@ -97,14 +99,17 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
         for server, version in plan.ensure:
             config = await version_config(version)
             state = await asyncio.to_thread(backend.ensure_server, ns, name, server, config,
-                                            replicas=spec.replicas, resources=resources, owner_uid=uid)
+                                            replicas=plan.replicas.get(server, spec.replicas), resources=resources,
+                                            owner_uid=uid)
             urls[server] = state.url
         if plan.routes is not None:
-            backends = [{"version": r["version"], "url": urls.get(r["server"]) or servers[r["server"]].url,
+            backends = [{"version": r["version"], "server": r["server"],
+                         "url": urls.get(r["server"]) or servers[r["server"]].url,
                          "weight": r["weight"], **({"mirror": True} if r.get("mirror") else {})}
                         for r in plan.routes]
+            gateway = spec.gateway_ref.to_wire() if spec.gateway_ref else None
             plan.status["url"] = await asyncio.to_thread(backend.route, ns, name, backends,
-                                                         spec.strategy.sticky_by, owner_uid=uid)
+                                                         spec.strategy.sticky_by, owner_uid=uid, gateway=gateway)
         for server in plan.stop:
             await asyncio.to_thread(backend.stop_server, ns, name, server)
     except errors.PermanentError as e:  # e.g. StoreNotShared: the backend refuses until the setup changes

@@ -21,10 +21,15 @@ annotation: an object is replaced only when what we would build differs from wha
 an object of that name owned by someone else is refused (``NameConflict``), never adopted.
 
 Traffic, in this backend: the stable Service selects the Pods of all versions, so kube-proxy splits
-requests by the ratio of *ready* Pods, not by the plan's weights. A new version takes a share as soon
-as its Pods are Ready; the old version keeps its share until its Deployment is deleted after the
-drain. ``route()`` records the intended weights and ``stickyBy`` in annotations on the stable Service
-but does not enforce them; the router (:mod:`roost.serving.router`) is not deployed in-cluster yet.
+requests by the ratio of *ready* Pods; the controller sizes each version's Deployment by its weight
+(:func:`roost.reconcile.deployment.replica_split`), as Argo Rollouts' basic canary does. When the
+Gateway API's HTTPRoute CRD (``httproutes.gateway.networking.k8s.io``, v1) is installed, ``route()``
+also keeps an ``HTTPRoute <d>`` with the exact weights over the version Services and a
+``RequestMirror`` filter for a shadow candidate; it attaches to ``spec.gatewayRef`` or, by default,
+to the stable Service itself (GAMMA: a mesh applies it to in-cluster calls of the stable URL).
+Without it there is no mirroring, and a Shadow rollout is refused (``mirror_supported``): the stable
+Service would send clients to the candidate. ``stickyBy`` is recorded as an annotation (session
+persistence is not in the Gateway API's standard channel).
 
 Like the Kubernetes executor, the Pods cannot see the operator's disk: with a ``file://`` store,
 :meth:`KubernetesServing.ensure_server` refuses with reason ``StoreNotShared``. Nothing here dials a
@@ -38,6 +43,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +80,11 @@ SERVER_ANNOTATION = "roost.dev/server"
 ROUTES_ANNOTATION = "roost.dev/routes"
 STICKY_ANNOTATION = "roost.dev/sticky-by"
 TRAFFIC_ANNOTATION = "roost.dev/traffic-split"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_VERSION = "v1"
+HTTPROUTE_PLURAL = "httproutes"
+HTTPROUTE_CRD = f"{HTTPROUTE_PLURAL}.{GATEWAY_GROUP}"
+GATEWAY_RECHECK_SECONDS = 60.0
 NAME_LABEL = "app.kubernetes.io/name"
 SERVER_APP = "roost-model-server"
 MANAGED = {"app.kubernetes.io/managed-by": "roost", NAME_LABEL: SERVER_APP}
@@ -257,14 +268,16 @@ def build_version_service(owner: Owner, server: str, model_version: str) -> dict
     })
 
 
-def build_stable_service(owner: Owner, backends: list[dict[str, Any]], sticky_by: str | None = None) -> dict[str, Any]:
-    """The one stable Service ``<deployment>``: every version's ready Pods, split by replica ratio.
+def build_stable_service(owner: Owner, backends: list[dict[str, Any]], sticky_by: str | None = None,
+                         split: str = "replica-ratio") -> dict[str, Any]:
+    """The one stable Service ``<deployment>``: every version's ready Pods.
 
-    ``backends`` (``[{"version", "weight", ...}]``) and ``sticky_by`` are recorded as annotations for
-    people and tools; they are not enforced (see the module docstring).
+    ``backends`` (``[{"version", "weight", ...}]``), how they are split (``replica-ratio`` or
+    ``httproute``) and ``sticky_by`` are recorded as annotations for people and tools.
     """
-    routes = [{"version": b.get("version"), "weight": b.get("weight")} for b in backends]
-    annotations = {TRAFFIC_ANNOTATION: "replica-ratio", ROUTES_ANNOTATION: json.dumps(routes, sort_keys=True)}
+    routes = [{"version": b.get("version"), "weight": b.get("weight"), **({"mirror": True} if b.get("mirror") else {})}
+              for b in backends]
+    annotations = {TRAFFIC_ANNOTATION: split, ROUTES_ANNOTATION: json.dumps(routes, sort_keys=True)}
     if sticky_by:
         annotations[STICKY_ANNOTATION] = sticky_by
     return _stamped({
@@ -273,6 +286,39 @@ def build_stable_service(owner: Owner, backends: list[dict[str, Any]], sticky_by
                               {**deployment_labels(owner.name), "app.kubernetes.io/component": "stable"},
                               annotations),
         "spec": _service_spec(stable_selector(owner.name)),
+    })
+
+
+def build_http_route(owner: Owner, backends: list[dict[str, Any]],
+                     gateway: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``HTTPRoute <deployment>`` (gateway.networking.k8s.io/v1): exact weights over version Services.
+
+    Args:
+        backends: ``[{"version", "server", "weight", "mirror"?}]``; routed ones become ``backendRefs``
+            with their weight (Gateway API: a backend's share is its weight over the rule's sum), a
+            mirrored one a ``RequestMirror`` filter (clients never see its answers).
+        gateway: ``{"name", "namespace"?, "sectionName"?}`` of a Gateway; None attaches the route to
+            the stable Service (GAMMA, Gateway API for service mesh).
+    """
+    def ref(server: str) -> dict[str, Any]:
+        return {"group": "", "kind": "Service", "name": child_name(owner.name, server), "port": SERVICE_PORT}
+
+    parent = ({"group": GATEWAY_GROUP, "kind": "Gateway", **{k: v for k, v in gateway.items() if v}}
+              if gateway else {"group": "", "kind": "Service", "name": child_name(owner.name), "port": SERVICE_PORT})
+    rule: dict[str, Any] = {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [{**ref(b["server"]), "weight": int(b.get("weight") or 0)}
+                        for b in backends if not b.get("mirror")],
+    }
+    mirrors = [{"type": "RequestMirror", "requestMirror": {"backendRef": ref(b["server"])}}
+               for b in backends if b.get("mirror")]
+    if mirrors:
+        rule["filters"] = mirrors
+    return _stamped({
+        "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}", "kind": "HTTPRoute",
+        "metadata": _metadata(owner, child_name(owner.name),
+                              {**deployment_labels(owner.name), "app.kubernetes.io/component": "route"}, {}),
+        "spec": {"parentRefs": [parent], "rules": [rule]},
     })
 
 
@@ -355,6 +401,18 @@ class _Ops:
     list_all: Callable[..., Any]
 
 
+def _custom_ops(api: client.CustomObjectsApi, group: str, version: str, plural: str) -> tuple[Callable[..., Any], ...]:
+    """read, create, replace, delete, list, list_all of a custom resource, shaped like the typed APIs."""
+    return (
+        lambda name, ns: api.get_namespaced_custom_object(group, version, ns, plural, name),
+        lambda ns, body: api.create_namespaced_custom_object(group, version, ns, plural, body),
+        lambda name, ns, body: api.replace_namespaced_custom_object(group, version, ns, plural, name, body),
+        lambda name, ns, **kw: api.delete_namespaced_custom_object(group, version, ns, plural, name, **kw),
+        lambda ns, **kw: api.list_namespaced_custom_object(group, version, ns, plural, **kw),
+        lambda **kw: api.list_cluster_custom_object(group, version, plural, **kw),
+    )
+
+
 class KubernetesServing:
     """Model servers as apps/v1 Deployments and Services through the API server (blocking calls)."""
 
@@ -364,6 +422,8 @@ class KubernetesServing:
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.extensions = client.ApiextensionsV1Api(api_client)
+        self._gateway_api: tuple[float, bool] | None = None  # (checked at, installed)
         self.store = store
         self.image = (image or os.environ.get("ROOST_SERVER_IMAGE") or os.environ.get("ROOST_WORKER_IMAGE")
                       or kube_jobs.DEFAULT_IMAGE)
@@ -380,6 +440,7 @@ class KubernetesServing:
                               self.core.replace_namespaced_config_map, self.core.delete_namespaced_config_map,
                               self.core.list_namespaced_config_map,
                               self.core.list_config_map_for_all_namespaces),
+            "HTTPRoute": _Ops(*_custom_ops(self.custom, GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL)),
         }
 
     # ----- helpers ---------------------------------------------------------------------------------
@@ -438,7 +499,8 @@ class KubernetesServing:
         what = f"list {kind} in {namespace or 'all namespaces'}"
         result = (self._call(what, ops.list, namespace, label_selector=selector) if namespace
                   else self._call(what, ops.list_all, label_selector=selector))
-        return [self._dict(item) for item in result.items]
+        items = result["items"] if isinstance(result, dict) else result.items  # custom objects come as dicts
+        return [self._dict(item) for item in items]
 
     def _owner(self, namespace: str, deployment: str, owner_uid: str | None) -> Owner:
         if owner_uid:
@@ -522,16 +584,38 @@ class KubernetesServing:
 
     # ----- the stable endpoint ---------------------------------------------------------------------------
     def route(self, namespace: str, deployment: str, backends: list[dict[str, Any]],
-              sticky_by: str | None = None, *, owner_uid: str | None = None) -> str:
-        """Create or update the stable Service; weights are recorded, traffic follows ready replicas.
+              sticky_by: str | None = None, *, owner_uid: str | None = None,
+              gateway: dict[str, Any] | None = None) -> str:
+        """Create or update the stable Service and, with the Gateway API installed, the HTTPRoute.
+
+        Args:
+            backends: ``[{"version", "server", "weight", "mirror"?, "url"?}]``.
+            gateway: ``spec.gatewayRef`` in wire form (see :func:`build_http_route`).
 
         Returns:
             The stable in-cluster URL ``http://<deployment>.<namespace>.svc.cluster.local``.
         """
         owner = self._owner(namespace, deployment, owner_uid)
-        service = build_stable_service(owner, backends, sticky_by)
+        exact = self.gateway_api()
+        service = build_stable_service(owner, backends, sticky_by, "httproute" if exact else "replica-ratio")
         self._apply(service)
+        if exact:
+            self._apply(build_http_route(owner, backends, gateway))
         return service_url(service["metadata"]["name"], namespace)
+
+    def gateway_api(self) -> bool:
+        """Whether the HTTPRoute CRD is installed (asked again at most every ``GATEWAY_RECHECK_SECONDS``)."""
+        now = time.monotonic()
+        if self._gateway_api is None or now - self._gateway_api[0] > GATEWAY_RECHECK_SECONDS:
+            found = self._call(f"read CustomResourceDefinition {HTTPROUTE_CRD}",
+                               self.extensions.read_custom_resource_definition, HTTPROUTE_CRD, tolerate=404)
+            served = found is not None and any(v.name == GATEWAY_VERSION and v.served for v in found.spec.versions)
+            self._gateway_api = (now, served)
+        return self._gateway_api[1]
+
+    def mirror_supported(self) -> bool:
+        """Request mirroring (Shadow) needs the HTTPRoute's RequestMirror filter here."""
+        return self.gateway_api()
 
     def router_ready(self, namespace: str, deployment: str) -> bool:
         """Whether the stable Service exists (the API server, not a probe, is the evidence)."""
@@ -540,7 +624,8 @@ class KubernetesServing:
     def stop_all(self, namespace: str, deployment: str) -> None:
         """Delete every object of a roost.dev Deployment (garbage collection would, later)."""
         selector = ",".join(f"{k}={v}" for k, v in deployment_labels(deployment).items())
-        for kind in ("Service", "Deployment", "ConfigMap"):
+        for kind in ("HTTPRoute", "Service", "Deployment", "ConfigMap") if self.gateway_api() else (
+                "Service", "Deployment", "ConfigMap"):
             for obj in self._list(kind, namespace, selector):
                 self._delete(kind, namespace, obj["metadata"]["name"])
 

@@ -180,8 +180,11 @@ class LocalServing:
 
     # ----- the router ------------------------------------------------------------------------
     def route(self, namespace: str, deployment: str, backends: list[dict[str, Any]],
-              sticky_by: str | None = None, *, owner_uid: str | None = None) -> str:
-        """Point the router at ``backends`` (``[{"version", "url", "weight"}]``), starting it if needed.
+              sticky_by: str | None = None, *, owner_uid: str | None = None,
+              gateway: dict[str, Any] | None = None) -> str:
+        """Point the router at ``backends`` (``[{"version", "url", "weight", "mirror"?}]``), starting it if needed.
+
+        ``gateway`` (a Gateway API reference) means nothing on this backend: the router is the gateway.
 
         Returns:
             The router's URL (the Deployment's stable URL).
@@ -200,6 +203,10 @@ class LocalServing:
         if not pid or not local._alive(pid):
             self._spawn(d, [sys.executable, "-m", "roost.cli", "router", "--config", str(path)])
         return f"http://127.0.0.1:{port}"
+
+    def mirror_supported(self) -> bool:
+        """The router mirrors requests itself (Shadow)."""
+        return True
 
     def router_ready(self, namespace: str, deployment: str) -> bool:
         port = _read_int(self._dir(namespace, deployment) / "router" / "port")

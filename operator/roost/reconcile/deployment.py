@@ -66,6 +66,7 @@ class Observed:
     promote_requested: bool = False
     abort_requested: bool = False
     analysis_evidence: dict[str, Any] | None = None
+    mirror_supported: bool = True  # the backend can mirror requests (Kubernetes: the Gateway API is installed)
 
 
 @dataclass
@@ -76,11 +77,32 @@ class ServingPlan:
     stop: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    replicas: dict[str, int] = field(default_factory=dict)  # per server in ``ensure`` (see replica_split)
 
 
 def server_name(version: str, digest: str) -> str:
     """``<modelVersion>-<10 hex of the digest>``: a new artifact under a name gets a new server."""
     return f"{version}-{digest.removeprefix('sha256:')[:10]}"[:63]
+
+
+def replica_split(total: int, candidate_weight: int | None, mirror: bool = False) -> tuple[int, int]:
+    """``(stable, candidate)`` replicas for a canary at ``candidate_weight`` percent of ``total``.
+
+    Where traffic follows ready Pods (a Service over every version's Pods, the Kubernetes backend
+    without the Gateway API), the replica ratio *is* the split, as in Argo Rollouts' basic canary:
+    the candidate gets ``ceil(total x weight / 100)`` and stable the rest, each at least 1 while it
+    takes traffic (so with ``total`` 1 a canary is 1:1 whatever its weight; 10 replicas give 10 %
+    steps). A mirrored (shadow) candidate carries stable's whole load: it gets ``total``. ``total`` 0
+    (scaled to zero) stays 0. Without a candidate: ``(total, 0)``.
+    """
+    if total == 0 or candidate_weight is None:
+        return total, 0
+    if mirror:
+        return total, total
+    weight = min(max(candidate_weight, 0), 100)
+    candidate = max(1, -(-total * weight // 100))
+    stable = max(1, total - candidate) if weight < 100 else 0
+    return stable, candidate
 
 
 def _now(now: datetime.datetime) -> str:
@@ -188,6 +210,17 @@ def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[
                                                               f"{canary['modelVersion']}"))
         canary = {}
     mode = obs.spec.strategy.type.value
+    if mode == deployment.StrategyType.SHADOW.value and not obs.mirror_supported:
+        plan.ensure = [e for e in plan.ensure if e[0] != target]
+        message = (f"a shadow rollout of {d.name} needs request mirroring; on the Kubernetes backend that is the "
+                   "Gateway API's HTTPRoute (install its CRDs) — without it the stable Service would send "
+                   f"clients to the candidate. {stable['modelVersion']} keeps serving")
+        b.stalled("MirrorUnsupported", message)
+        b.status["canary"] = None
+        plan.routes = [stable_route]
+        if obs.status.get("canary") or not conditions.get(obs.status.get("conditions", []), "Stalled"):
+            plan.events.append(Event("Warning", "MirrorUnsupported", message))
+        return _finish(obs, b, plan, draining)
     # A new candidate: an earlier version's rollback (kept in status.rollback) no longer describes this rollout.
     b.condition("RolledBack", FALSE, "RollingOut", f"rolling out {d.name}")
     if target_state.state == "Failed":
@@ -261,6 +294,16 @@ def _availability(b: StatusBuilder, stable: dict[str, Any] | None, serving: bool
 
 
 def _finish(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[str, str]) -> ServingPlan:
+    stable = b.status.get("stable") or {}
+    stable_server = server_name(stable["modelVersion"], stable["digest"]) if stable else None
+    rolling_out = (stable_server is not None and obs.spec.strategy.type != deployment.StrategyType.REPLACE
+                   and any(name != stable_server for name, _ in plan.ensure))
+    weight = int((b.status.get("canary") or {}).get("weight") or 0) if rolling_out else None
+    shadow = obs.spec.strategy.type == deployment.StrategyType.SHADOW
+    stable_n, candidate_n = replica_split(obs.spec.replicas, weight, shadow)
+    # a server beside stable during a Canary/Shadow rollout is its candidate (starting, or at its step's weight)
+    plan.replicas = {name: stable_n if name == stable_server or not rolling_out else candidate_n
+                     for name, _ in plan.ensure}
     keep = {name for name, _ in plan.ensure}
     for name in list(draining):
         if name in keep:
@@ -279,6 +322,7 @@ def _finish(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[s
     backend = dict(obs.status.get("backend") or {})
     backend["draining"] = draining or None
     backend["servers"] = sorted(keep) or None
+    backend["replicas"] = dict(sorted(plan.replicas.items())) or None
     b.status["backend"] = {k: v for k, v in backend.items() if v is not None} or None
     plan.status = b.build()
     return plan
