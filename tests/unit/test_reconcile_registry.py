@@ -148,3 +148,24 @@ def test_duplicate_model_version_pair_stalls() -> None:
     plan = rmv.reconcile(mv_obs({}, run=succeeded_run(), duplicate_of="v1-original"))
     assert cond(plan.status, "Stalled") == ("True", "DuplicateVersion")
     assert plan.submit is None
+
+
+def test_a_baseline_that_ended_rejected_stalls_the_version_instead_of_waiting_forever() -> None:
+    spec = modelversion.ModelVersionSpec.model_validate({
+        "model": "bc", "version": 2, "source": {"trainingRunRef": {"name": "run"}},
+        "gates": {"baseline": {"modelVersionRef": {"name": "bc-v1"},
+                               "maxRegression": [{"metric": "roc_auc", "by": 0.01}]}}})
+    run = succeeded_run()
+
+    def obs(baseline: dict[str, Any]) -> rmv.Observed:
+        return rmv.Observed("ns", "v2", 1, spec, {}, NOW, run=run, baseline=baseline)
+
+    validating = {"conditions": [{"type": "Ready", "status": "False", "reason": "Validating", "message": ""}]}
+    assert cond(rmv.reconcile(obs(validating)).status, "Ready") == ("False", "WaitingForBaseline")
+    rejected = {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "Rejected", "message": ""},
+        {"type": "Stalled", "status": "True", "reason": "Rejected", "message": "failed gates: roc_auc 0.9 < 0.97"}]}
+    plan = rmv.reconcile(obs(rejected))
+    assert cond(plan.status, "Stalled") == ("True", "BaselineNotUsable")
+    assert plan.submit is None and [e.reason for e in plan.events] == ["BaselineNotUsable"]
+    assert "roc_auc 0.9 < 0.97" in get(plan.status["conditions"], "Stalled")["message"]  # type: ignore[index]

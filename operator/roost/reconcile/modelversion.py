@@ -136,6 +136,14 @@ def reconcile(obs: Observed) -> Plan:
     b.status["artifact"] = artifact
     if obs.spec.gates.baseline is not None:
         base_name = obs.spec.gates.baseline.model_version_ref.name
+        if obs.baseline is not None and final(obs.baseline) and not conditions.is_true(
+                obs.baseline.get("conditions", []), "Ready"):
+            # A baseline that ended without becoming Ready (rejected, failed) never will: nothing to compare with.
+            why = (conditions.get(obs.baseline.get("conditions", []), "Stalled") or {}).get("message", "")
+            message = f"baseline ModelVersion {base_name} will never be Ready ({why}); name another baseline"
+            b.stalled("BaselineNotUsable", message)
+            b.condition("ArtifactVerified", UNKNOWN, "BaselineNotUsable", message)
+            return Plan(b.build(), events=[Event("Warning", "BaselineNotUsable", message)])
         if obs.baseline is None or not conditions.is_true(obs.baseline.get("conditions", []), "Ready"):
             return _wait(b, "WaitingForBaseline", f"baseline ModelVersion {base_name} is not Ready")
     b.status["evaluationMetrics"] = sorted((obs.run or {}).get("metrics", {}) or {})
