@@ -81,8 +81,20 @@ def test_unreachable_source_is_retried_before_stalling() -> None:
     status = rd.reconcile(observe({})).status
     flaky = {"ok": False, "reason": "SourceUnreachable", "message": "connection refused"}
     plan = rd.reconcile(observe(status, UnitStatus(State.SUCCEEDED), flaky))
-    assert plan.submit is not None and plan.status["attempts"] == 2
+    # exponential backoff: the next attempt is named at once, submitted 2 s later (then 4 s)
+    assert plan.submit is None and plan.status["attempts"] == 2 and plan.requeue_after == 2.0
+    assert plan.status["retryAt"] == "2026-01-01T12:00:02Z" and plan.status["job"] != status["job"]
     assert cond(plan.status, "Reconciling") == ("True", "Retrying")
+    early = rd.reconcile(observe(plan.status, UnitStatus(State.MISSING), now=NOW + datetime.timedelta(seconds=1)))
+    assert early.submit is None and early.requeue_after == 1.0
+    due = rd.reconcile(observe(plan.status, UnitStatus(State.MISSING), now=NOW + datetime.timedelta(seconds=2)))
+    assert due.submit is not None and due.submit.name == plan.status["job"] and "retryAt" not in due.status
+    later = NOW + datetime.timedelta(seconds=3)
+    again = rd.reconcile(observe(due.status, UnitStatus(State.SUCCEEDED), flaky, now=later))
+    assert again.requeue_after == 4.0 and again.status["attempts"] == 3
+    final = later + datetime.timedelta(seconds=9)
+    last = rd.reconcile(observe(again.status, UnitStatus(State.SUCCEEDED), flaky, now=final))
+    assert cond(last.status, "Stalled") == ("True", "SourceUnreachable")
 
 
 def test_refresh_interval_fetches_again_when_due() -> None:

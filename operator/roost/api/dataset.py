@@ -146,6 +146,7 @@ class DatasetStatus(common.CommonStatus):
     )
     job: str | None = Field(default=None, description="Name of the current unit of work, if any.")
     attempts: int = Field(default=0, ge=0, description="Attempts of the current unit of work.")
+    retry_at: str | None = Field(default=None, description="After a failed attempt: when the next one starts.")
     last_fetch_time: str | None = Field(default=None, description="When the source was last fetched.")
     pending_fetch_time: str | None = Field(default=None, description="When the running fetch started.")
     current: DatasetVersion | None = Field(default=None, description="The current version in full.")

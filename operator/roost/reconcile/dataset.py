@@ -16,6 +16,7 @@ from roost.reconcile.plan import Event, Job, Plan
 MAX_ATTEMPTS = 3
 HISTORY = 10
 RETRYABLE = frozenset({"SourceUnreachable"})
+RETRY_BASE_SECONDS = 2.0
 POLL_SECONDS = 0.5
 
 
@@ -73,13 +74,19 @@ def reconcile(obs: Observed) -> Plan:
             _fetching(b, "Fetching", f"fetching and profiling {obs.spec.source.uri} ({d.message})")
             return Plan(b.build(observed=False), requeue_after=POLL_SECONDS)
         if d.verdict == work.Verdict.SUBMIT:
+            wait = _until(obs, obs.status.get("retryAt"))
+            if wait > 0:  # backing off before the next attempt
+                return Plan(b.build(observed=False), requeue_after=wait)
+            b.status.pop("retryAt", None)
             return Plan(b.build(observed=False), submit=_job(obs, attempts), requeue_after=POLL_SECONDS)
         if d.verdict == work.Verdict.RETRY:
+            # Exponential backoff (2 s, 4 s, ...): the next unit is named now, submitted when the wait is over.
+            delay = RETRY_BASE_SECONDS * 2 ** (attempts - 1)
             b.status["attempts"] = attempts + 1
-            _fetching(b, "Retrying", f"attempt {attempts} failed ({d.reason}: {d.message}); retrying")
-            job = _job(obs, attempts + 1)
-            b.status["job"] = job.name
-            return Plan(b.build(observed=False), submit=job, requeue_after=POLL_SECONDS * 4)
+            b.status["retryAt"] = _stamp(obs.now + datetime.timedelta(seconds=delay))
+            _fetching(b, "Retrying", f"attempt {attempts} failed ({d.reason}: {d.message}); retrying in {delay:g}s")
+            b.status["job"] = _job(obs, attempts + 1).name
+            return Plan(b.build(observed=False), requeue_after=delay)
         b.status["job"] = None
         b.status["lastFetchTime"] = obs.status.get("pendingFetchTime") or _now(obs)
         b.status.pop("pendingFetchTime", None)
@@ -114,8 +121,19 @@ def _fetching(b: StatusBuilder, reason: str, message: str) -> None:
         b.progressing(reason, message)
 
 
+def _stamp(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _now(obs: Observed) -> str:
-    return obs.now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(obs.now)
+
+
+def _until(obs: Observed, stamp: str | None) -> float:
+    """Seconds from now until ``stamp`` (RFC 3339); <= 0 when it passed or is unset."""
+    if not stamp:
+        return 0.0
+    return (datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) - obs.now).total_seconds()
 
 
 def _next(obs: Observed) -> float | None:
