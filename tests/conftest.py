@@ -1,5 +1,5 @@
-"""Fixtures shared by integration and e2e tests: one real control plane per test session, a fresh
-namespace per test, and the operator run exactly as users run it (``roost run``)."""
+"""Fixtures shared by the tests: one real control plane per test session, a fresh namespace per test,
+the operator run exactly as users run it (``roost run``), and an S3 API server (moto) on loopback."""
 
 from __future__ import annotations
 
@@ -208,3 +208,28 @@ class Roost:
 @pytest.fixture(scope="session")
 def roost(api_client: Any) -> Roost:
     return Roost(api_client)
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture()
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server (the S3 API over HTTP) on a loopback port, with one bucket ``roost``; this
+    process's environment points s3fs and boto3 at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {**S3_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "ROOST_S3_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="roost")
+    try:
+        yield endpoint
+    finally:
+        server.stop()

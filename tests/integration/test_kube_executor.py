@@ -24,7 +24,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from roost.storage import store as store_mod
-from tests.conftest import Operator, Roost
+from tests.conftest import S3_CREDENTIALS, Operator, Roost
 from tests.integration import _lifecycle as lc
 
 pytestmark = pytest.mark.integration
@@ -32,28 +32,6 @@ pytestmark = pytest.mark.integration
 BUCKET = "roost"
 STORE = f"s3://{BUCKET}/roost"
 SECRET = "roost-store"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-@pytest.fixture()
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 server on a loopback port, with one bucket; this process's env points at it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "ROOST_S3_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
 
 
 def _private_operator(kubeconfig: Path, workdir: Path, namespace: str, env: dict[str, str],
@@ -68,7 +46,7 @@ def _private_operator(kubeconfig: Path, workdir: Path, namespace: str, env: dict
 @pytest.fixture()
 def kube_operator(kubeconfig: Path, tmp_path: Path, private_namespace: str, s3_endpoint: str) -> Iterator[Operator]:
     env = {"ROOST_STORE": STORE, "ROOST_S3_ENDPOINT_URL": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1",
-           "ROOST_STORE_SECRET": SECRET, **CREDENTIALS}
+           "ROOST_STORE_SECRET": SECRET, **S3_CREDENTIALS}
     op = _private_operator(kubeconfig, tmp_path / "kube-operator", private_namespace, env)
     yield op
     op.stop()
@@ -159,7 +137,7 @@ def test_profile_and_train_run_as_jobs_that_the_operator_names_owns_adopts_and_r
         tmp_path: Path) -> None:
     ns = private_namespace
     client.CoreV1Api(api_client).create_namespaced_secret(ns, {
-        "metadata": {"name": SECRET}, "stringData": CREDENTIALS})
+        "metadata": {"name": SECRET}, "stringData": S3_CREDENTIALS})
     store = store_mod.Store(STORE)
     csv = lc.DATA / "breast_cancer.csv"
     source = f"s3://{BUCKET}/data/breast_cancer.csv"

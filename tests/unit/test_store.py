@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,32 +113,8 @@ def test_shared_is_false_only_for_local_roots(tmp_path: Path) -> None:
 # ----- S3 through moto's server on loopback --------------------------------------------------------
 
 
-@pytest.fixture()
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-        "ROOST_S3_ENDPOINT_URL": endpoint,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-
-
 def test_s3_round_trip_through_an_s3_api_server(s3_endpoint: str, tmp_path: Path) -> None:
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="roost")
-    store = store_mod.Store("s3://roost/artifacts")
+    store = store_mod.Store("s3://roost/artifacts")  # the bucket the fixture (tests/conftest.py) created
     assert store.shared is True
     data = b"weights" * 100_000
     stored = store.put_bytes(data)
@@ -159,6 +134,8 @@ def test_s3_round_trip_through_an_s3_api_server(s3_endpoint: str, tmp_path: Path
     assert other.read_json(result) == {"ok": True, "rows": 569}
     assert other.fetch_to(stored.uri, tmp_path / "copy.bin", stored.digest).read_bytes() == data
     assert other.list(store.uri("work", "ns", "job")) == [result]
+    import boto3
+
     keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
             .list_objects_v2(Bucket="roost")["Contents"]]
     assert all(".tmp-" not in k for k in keys), keys
