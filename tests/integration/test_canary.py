@@ -110,12 +110,30 @@ def rollout(operator: Operator, roost: Roost, api_client: Any) -> dict[str, Any]
         {"apiVersion": "roost.dev/v1alpha1", "kind": "Deployment", "metadata": {"name": "bc"},
          "spec": {"modelVersion": "bc-v1"}},
     ]
+    return serve(roost, NS, manifests, operator)
+
+
+def serve(roost: Roost, namespace: str, manifests: list[dict[str, Any]], operator: Operator) -> dict[str, Any]:
+    """Create ``manifests``; wait for every ModelVersion and then Deployment ``bc`` to be Ready."""
     for m in manifests:
-        roost.create(NS, m)
-    for v in ("bc-v1", "bc-v2", "bc-v3", "bc-v4"):
-        roost.wait("ModelVersion", NS, v, timeout=240, op=operator)
-    deployment = roost.wait("Deployment", NS, "bc", timeout=120, op=operator)
+        roost.create(namespace, m)
+    for m in manifests:
+        if m["kind"] == "ModelVersion":
+            roost.wait("ModelVersion", namespace, m["metadata"]["name"], timeout=240, op=operator)
+    deployment = roost.wait("Deployment", namespace, "bc", timeout=120, op=operator)
     return {"url": deployment["status"]["url"], "operator": operator}
+
+
+def poll(roost: Roost, namespace: str, what: str, check: Any, timeout: float, op: Operator) -> dict[str, Any]:
+    """Deployment ``bc`` once ``check(status)`` holds; fails with the status and the operator's log."""
+    deadline = time.monotonic() + timeout
+    obj: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        obj = roost.get("Deployment", namespace, "bc")
+        if check(obj.get("status") or {}):
+            return obj
+        time.sleep(0.5)
+    raise AssertionError(f"never {what}: {obj.get('status')}\n{op.tail()}")
 
 
 def _events(api_client: Any, reason: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Operator, Roost
-from tests.integration.test_canary import DATA, Load
+from tests.integration.test_canary import DATA, Load, poll, serve
 
 pytestmark = pytest.mark.integration
 
@@ -76,23 +76,11 @@ def rollout(operator: Operator, roost: Roost, api_client: Any, tmp_path_factory:
         {"apiVersion": "roost.dev/v1alpha1", "kind": "Deployment", "metadata": {"name": "bc"},
          "spec": {"modelVersion": "bc-v1"}},
     ]
-    for m in manifests:
-        roost.create(NS, m)
-    for v in ("bc-v1", "bc-v2", "bc-v3", "bc-v4"):
-        roost.wait("ModelVersion", NS, v, timeout=240, op=operator)
-    deployment = roost.wait("Deployment", NS, "bc", timeout=120, op=operator)
-    return {"url": deployment["status"]["url"], "operator": operator}
+    return serve(roost, NS, manifests, operator)
 
 
 def _poll(roost: Roost, what: str, check: Any, timeout: float, op: Operator) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    obj: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        obj = roost.get("Deployment", NS, "bc")
-        if check(obj.get("status") or {}):
-            return obj
-        time.sleep(0.5)
-    raise AssertionError(f"never {what}: {obj.get('status')}\n{op.tail()}")
+    return poll(roost, NS, what, check, timeout, op)
 
 
 def _rolled_back(version: str) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from sklearn import tree
 
 from tests.conftest import REPO, Operator, Roost
-from tests.integration.test_canary import CSV, DATA, FEATURES, Load, _run
+from tests.integration.test_canary import CSV, DATA, FEATURES, Load, _run, poll, serve
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +74,7 @@ def rollout(operator: Operator, roost: Roost, api_client: Any, tmp_path_factory:
         {"apiVersion": "roost.dev/v1alpha1", "kind": "Deployment", "metadata": {"name": "bc"},
          "spec": {"modelVersion": "bc-v1"}},
     ]
-    for m in manifests:
-        roost.create(NS, m)
-    for v in ("bc-v1", "bc-v2", "bc-v3", "bc-v4", "bc-v5", "bc-v6", "bc-v7"):
-        roost.wait("ModelVersion", NS, v, timeout=240, op=operator)
-    deployment = roost.wait("Deployment", NS, "bc", timeout=120, op=operator)
-    return {"url": deployment["status"]["url"], "operator": operator, "kubeconfig": kubeconfig}
+    return {**serve(roost, NS, manifests, operator), "kubeconfig": kubeconfig}
 
 
 def _plugin(action: str, kubeconfig: Path) -> str:
@@ -91,14 +86,7 @@ def _plugin(action: str, kubeconfig: Path) -> str:
 
 
 def _poll(roost: Roost, what: str, check: Any, timeout: float, op: Operator) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    obj: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        obj = roost.get("Deployment", NS, "bc")
-        if check(obj.get("status") or {}):
-            return obj
-        time.sleep(0.5)
-    raise AssertionError(f"never {what}: {obj.get('status')}\n{op.tail()}")
+    return poll(roost, NS, what, check, timeout, op)
 
 
 def _metrics(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
