@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class Batcher:
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.batches = 0
         self.rows = 0
@@ -126,11 +128,16 @@ class Batcher:
         Raises:
             Exception: whatever the runtime raised for these rows.
         """
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # first call, or a new loop (the old one's queue died with it)
-            self._loop, self._queue, self._queued_rows = loop, collections.deque(), 0
-            self._busy = self._scheduled = False
-            self._timer = None
+        loop = self._loop
+        # asyncio.get_running_loop() makes a system call (getpid) on Python 3.11: look it up only when the
+        # loop may have changed (first call, another thread, or the old loop stopped)
+        if loop is None or self._thread != threading.get_ident() or not loop.is_running():
+            loop = asyncio.get_running_loop()
+            self._thread = threading.get_ident()
+            if loop is not self._loop:  # first call, or a new loop (the old one's queue died with it)
+                self._loop, self._queue, self._queued_rows = loop, collections.deque(), 0
+                self._busy = self._scheduled = False
+                self._timer = None
         job = _Job(inputs, labels, proba, loop.create_future(), time.monotonic())
         self._queue.append(job)
         self._queued_rows += job.rows

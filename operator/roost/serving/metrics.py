@@ -6,20 +6,27 @@ series carries ``model`` (the Deployment name), ``version`` (the ModelVersion) a
 artifact), so dashboards and a Prometheus-backed canary analysis can tell versions apart.
 
 Label children are cached: ``.labels(...)`` takes a lock and builds a tuple each call, which is
-measurable on a sub-millisecond predict path.
+measurable on a sub-millisecond predict path. The model server's per-request series (request counts and
+the latency histogram) go further: a request appends one tuple to a list, and the list is folded into
+the counts with numpy every :data:`FOLD_EVERY` requests and at each scrape (:class:`RequestMetrics`), so
+the exposition is the same as prometheus_client's Counter and Histogram but the request path takes no
+lock and runs no per-bucket Python loop.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 #: Request latency buckets, seconds: sub-millisecond predicts to slow batches.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -27,6 +34,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 VALUE_BUCKETS = tuple(sorted({s * 10.0**e for s in (-1, 1) for e in range(-2, 7)} | {0.0}))
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: Requests observed between two folds of :class:`RequestMetrics` (a scrape folds too).
+FOLD_EVERY = 1024
 
 
 class BulkHistogram(Collector):
@@ -66,6 +75,81 @@ class BulkHistogram(Collector):
         yield family
 
 
+class RequestMetrics(Collector):
+    """``<requests>_total{..., endpoint, code}`` and the ``<latency>`` histogram ``{..., endpoint}``, observed in bulk.
+
+    :meth:`observe` appends ``(endpoint, code, seconds)`` to a list; :meth:`fold` counts the list with
+    numpy (one ``searchsorted`` per endpoint). Exposed exactly as prometheus_client's ``Counter`` and
+    ``Histogram`` with these names would be (with their ``_created`` series). Folding is serialised by a
+    lock; :meth:`observe` takes none, so it must be called from one thread (the server's event loop).
+    """
+
+    def __init__(self, requests: str, requests_doc: str, latency: str, latency_doc: str,
+                 labels: dict[str, str], buckets: Sequence[float]) -> None:
+        self.names = (requests, latency)
+        self.docs = (requests_doc, latency_doc)
+        self.labels = labels
+        self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self._pending: list[tuple[str, int, float]] = []
+        self._counts: dict[tuple[str, int], list[float]] = {}  # (endpoint, code) -> [count, created]
+        self._histograms: dict[str, tuple[NDArray[np.int64], list[float]]] = {}  # endpoint -> (counts, [sum, created])
+        self._lock = threading.Lock()
+
+    def observe(self, endpoint: str, code: int, seconds: float) -> None:
+        """Count one request and its latency."""
+        pending = self._pending
+        pending.append((endpoint, code, seconds))
+        if len(pending) >= FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count the pending observations."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            now = time.time()
+            by_endpoint: dict[str, list[float]] = {}
+            for endpoint, code, seconds in pending:
+                key = (endpoint, code)
+                count = self._counts.get(key)
+                if count is None:
+                    count = self._counts[key] = [0.0, now]
+                count[0] += 1
+                by_endpoint.setdefault(endpoint, []).append(seconds)
+            for endpoint, values in by_endpoint.items():
+                histogram = self._histograms.get(endpoint)
+                if histogram is None:
+                    histogram = self._histograms[endpoint] = (
+                        np.zeros(len(self.bounds) + 1, dtype=np.int64), [0.0, now]
+                    )
+                latencies = np.asarray(values, dtype=np.float64)
+                # "le" buckets are inclusive: value v falls in the first bound b with v <= b
+                index = np.searchsorted(self.bounds, latencies, side="left")
+                histogram[0][:] += np.bincount(index, minlength=len(self.bounds) + 1)
+                histogram[1][0] += float(latencies.sum())
+
+    def collect(self) -> Iterable[Metric]:
+        self.fold()
+        base = list(self.labels.values())
+        requests = CounterMetricFamily(self.names[0], self.docs[0], labels=[*self.labels, "endpoint", "code"])
+        latency = HistogramMetricFamily(self.names[1], self.docs[1], labels=[*self.labels, "endpoint"])
+        with self._lock:
+            for (endpoint, code), (count, created) in self._counts.items():
+                requests.add_metric([*base, endpoint, str(code)], count, created=created)
+            created_samples = []
+            for endpoint, (counts, (total, created)) in self._histograms.items():
+                cumulative = np.cumsum(counts)
+                buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
+                buckets.append(("+Inf", float(cumulative[-1])))
+                latency.add_metric([*base, endpoint], buckets, total)
+                labels = dict(zip([*self.labels, "endpoint"], [*base, endpoint], strict=True))
+                created_samples.append(Sample(f"{self.names[1]}_created", labels, created))
+            latency.samples.extend(created_samples)
+        yield requests
+        yield latency
+
+
 def _le(bound: float) -> str:
     return repr(float(bound))
 
@@ -85,14 +169,12 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._base = {"model": model, "version": version, "digest": digest}
         base = list(self._base)
-        self.requests = Counter(
+        self.requests = RequestMetrics(
             "roost_requests", "Inference requests, by endpoint and HTTP status code.",
-            [*base, "endpoint", "code"], registry=self.registry,
-        )
-        self.latency = Histogram(
             "roost_request_latency_seconds", "Inference request latency, arrival to response, seconds.",
-            [*base, "endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            self._base, LATENCY_BUCKETS,
         )
+        self.registry.register(self.requests)
         self.classifier = classifier
         self.predictions: Counter | None = None
         self.values: BulkHistogram | None = None
@@ -120,18 +202,8 @@ class ServerMetrics:
         self._buffered.set_function(read)
 
     def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
-        """Count one inference request and its latency."""
-        key = ("r", endpoint, str(code))
-        counter = self._children.get(key)
-        if counter is None:
-            counter = self.requests.labels(**self._base, endpoint=endpoint, code=str(code))
-            self._children[key] = counter
-        counter.inc()
-        hkey = ("l", endpoint)
-        histogram = self._children.get(hkey)
-        if histogram is None:
-            histogram = self._children[hkey] = self.latency.labels(**self._base, endpoint=endpoint)
-        histogram.observe(seconds)
+        """Count one inference request and its latency (a list append; counted in bulk)."""
+        self.requests.observe(endpoint, code, seconds)
 
     def observe_predictions(self, predictions: NDArray[Any]) -> None:
         """Count predicted classes (one ``np.unique`` per request), or bucket predicted values."""

@@ -16,6 +16,13 @@ When every input of the signature is numeric with one datatype (all FP64 or all 
 request holds its rows as one ``[N, F]`` numpy block in signature order rather than a DataFrame: the
 server batches and predicts on blocks without building a DataFrame per request (``.frame`` builds one
 on demand).
+The Open Inference Protocol's binary tensor data extension is spoken too (as Triton and KServe do): with
+an ``Inference-Header-Content-Length: <n>`` header the first ``n`` body bytes are the JSON request and a
+tensor may carry ``"parameters": {"binary_data_size": <bytes>}`` instead of ``data``, its values raw and
+little-endian after the JSON, tensor after tensor (BYTES elements each prefixed by a 4-byte length);
+outputs are answered the same way when asked (``binary_data_output`` or an output's ``binary_data``).
+The common request -- one ``[N, F]`` numeric tensor for a numeric signature -- takes a fast path that
+accepts and refuses exactly what the general checks do (it hands anything unusual to them).
 A request that fails a check raises :class:`ProtocolError` with the HTTP status to answer (400, 404,
 413) and a message that names the input and the problem. This module does no I/O and knows nothing
 about HTTP frameworks, so every rule here is unit-tested without a server.
@@ -31,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import numpy as np
+import orjson
 import pandas as pd
 from numpy.typing import NDArray
 from pandas.api.types import infer_dtype
@@ -69,6 +77,15 @@ _EXPECTED: Final[Mapping[str, str]] = {
 _INFERRED_KINDS: Final[Mapping[str, str]] = {
     "floating": "f", "integer": "i", "mixed-integer-float": "f", "boolean": "b", "string": "U",
 }
+
+
+#: Little-endian numpy dtypes of binary tensor data, by datatype (BYTES is length-prefixed instead).
+BINARY_DTYPES: Final[Mapping[str, str]] = {
+    "BOOL": "|b1", "INT8": "|i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "|u1",
+    "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+}
+#: The request header of the binary tensor data extension: the length of the JSON part of the body.
+BINARY_HEADER: Final = "inference-header-content-length"
 
 
 class ProtocolError(errors.PermanentError):
@@ -241,6 +258,7 @@ class V2Request:
     inputs: Inputs
     outputs: tuple[str, ...]
     signature: Signature
+    binary_outputs: frozenset[str] = frozenset()  # outputs to answer as binary tensor data
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -275,9 +293,33 @@ def parse_v1_request(payload: Any, signature: Signature, *, proba_verb: bool = F
     if params is not None and not isinstance(params, dict):
         raise ProtocolError("'parameters' must be an object")
     probabilities = proba_verb or bool(params and params.get("probabilities"))
+    if signature.block_datatype == "FP64" and len(instances) <= _FAST_V1_ROWS:
+        block = _fast_rows(instances, len(signature.inputs))
+        if block is not None:
+            return V1Request(block, probabilities, signature)
     names = signature.names
     rows = _rows_from_objects(instances, names) if isinstance(instances[0], dict) else instances
     return V1Request(_inputs_from_rows(rows, signature), probabilities, signature)
+
+
+#: V1 requests of up to this many rows are type-checked value by value on the fast path.
+_FAST_V1_ROWS: Final = 16
+
+
+def _fast_rows(instances: list[Any], width: int) -> NDArray[np.float64] | None:
+    """The float64 block of a few rows of Python floats/ints for an all-FP64 signature, or None to let the
+    general checks decide (they accept exactly these rows, with the same values, and explain the others)."""
+    for row in instances:
+        if type(row) is not list or len(row) != width:
+            return None
+        for v in row:
+            if type(v) is not float and type(v) is not int:
+                return None
+    try:
+        block = np.array(instances, dtype=np.float64)
+    except (OverflowError, ValueError):
+        return None
+    return block if _all(_isfinite(block.reshape(-1))) else None
 
 
 def _rows_from_objects(instances: list[Any], names: tuple[str, ...]) -> list[Any]:
@@ -323,7 +365,9 @@ def _inputs_from_rows(rows: list[Any], signature: Signature) -> Inputs:
 
 
 # ----- Open Inference Protocol (V2) ---------------------------------------------------------------
-def parse_v2_request(payload: Any, signature: Signature, *, has_proba: bool = True) -> V2Request:
+def parse_v2_request(
+    payload: Any, signature: Signature, *, has_proba: bool = True, binary: bytes | memoryview | None = None
+) -> V2Request:
     """Validate an Open Inference Protocol inference request and turn it into a DataFrame.
 
     Two tensor layouts are accepted (N rows, F signature inputs; ``data`` row-major, flat or nested):
@@ -334,6 +378,10 @@ def parse_v2_request(payload: Any, signature: Signature, *, has_proba: bool = Tr
     Datatypes: FP16/FP32/FP64 and (U)INT8..64 for numeric inputs (floats must be integral for INT64
     inputs), BOOL for boolean inputs, BYTES (JSON strings) for string inputs. ``outputs`` may name
     ``predict`` and, for classifiers, ``predict_proba``; without it both are returned.
+
+    ``binary`` is the body after the JSON part when the request uses the binary tensor data extension
+    (see :func:`split_binary`): tensors with ``parameters.binary_data_size`` take their values from it, in
+    order, and every byte of it must be used.
 
     Raises:
         ProtocolError: (400) missing/unknown/duplicate input, wrong datatype, data length that does not
@@ -347,14 +395,158 @@ def parse_v2_request(payload: Any, signature: Signature, *, has_proba: bool = Tr
     tensors = payload.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise ProtocolError("request must have a non-empty 'inputs' list of tensors")
-    parsed = [_tensor(t, i) for i, t in enumerate(tensors)]
-    names = signature.names
-    if len(parsed) == 1 and parsed[0].name not in names:
-        inputs = _inputs_from_matrix(parsed[0], signature)
+    fast = _fast_matrix(tensors[0], signature) if len(tensors) == 1 and binary is None else None
+    if fast is not None:
+        inputs: Inputs = fast
     else:
-        inputs = _inputs_from_columns(parsed, signature)
+        reader = _BinaryReader(binary) if binary is not None else None
+        parsed = [_tensor(t, i, reader) for i, t in enumerate(tensors)]
+        if reader is not None:
+            reader.check_used()
+        names = signature.names
+        if len(parsed) == 1 and parsed[0].name not in names:
+            inputs = _inputs_from_matrix(parsed[0], signature)
+        else:
+            inputs = _inputs_from_columns(parsed, signature)
     available = signature.output_names(has_proba)
-    return V2Request(request_id, inputs, _requested_outputs(payload.get("outputs"), available), signature)
+    raw_outputs = payload.get("outputs")
+    outputs = _requested_outputs(raw_outputs, available)
+    binary_outputs = _binary_outputs(payload.get("parameters"), raw_outputs, outputs)
+    return V2Request(request_id, inputs, outputs, signature, binary_outputs)
+
+
+def _fast_matrix(raw: Any, signature: Signature) -> NDArray[Any] | None:
+    """The block of the usual request -- one ``[N, F]`` FP64/FP32 tensor of JSON numbers, not named as an
+    input, for an all-FP64 signature -- or None to let the general checks decide. Whatever it returns
+    equals what the general path returns for the same tensor."""
+    if signature.block_datatype != "FP64" or type(raw) is not dict:
+        return None
+    shape, data, name = raw.get("shape"), raw.get("data"), raw.get("name")
+    if (
+        raw.get("datatype") not in _FAST_DATATYPES
+        or type(data) is not list
+        or type(shape) is not list
+        or len(shape) != 2
+        or type(shape[0]) is not int
+        or type(shape[1]) is not int
+        or shape[0] < 1
+        or shape[1] != len(signature.inputs)
+        or type(name) is not str
+        or not name
+        or name in signature.names
+        or "parameters" in raw
+    ):
+        return None
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError):  # ragged: the general checks say where
+        return None
+    kind = arr.dtype.kind
+    if kind == "i":
+        arr = arr.astype(np.float64)
+    elif arr.dtype != np.float64:
+        return None
+    if arr.size != shape[0] * shape[1] or not _all(_isfinite(arr.reshape(-1))):
+        return None
+    return arr.reshape(shape[0], shape[1])
+
+
+_all, _isfinite = np.logical_and.reduce, np.isfinite  # without ndarray.all()'s Python wrapper
+
+
+_FAST_DATATYPES: Final = frozenset({"FP64", "FP32"})
+
+
+def split_binary(body: bytes, header_length: str | bytes) -> tuple[bytes, memoryview]:
+    """Split a body of the binary tensor data extension into its JSON part and the binary data after it.
+
+    Raises:
+        ProtocolError: (400) the header is not a length within the body.
+    """
+    text = (header_length.decode("latin-1") if isinstance(header_length, bytes) else header_length).strip()
+    if not text.isdigit() or not 0 < int(text) <= len(body):
+        raise ProtocolError(
+            f"{BINARY_HEADER} must be the length of the JSON part of the body (1..{len(body)}), got {text!r}"
+        )
+    n = int(text)
+    view = memoryview(body)
+    return bytes(view[:n]), view[n:]
+
+
+class _BinaryReader:
+    """Hands out the binary tensor data after the JSON part, tensor after tensor."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = memoryview(data)
+        self.offset = 0
+
+    def take(self, name: str, size: Any) -> memoryview:
+        if type(size) is not int or size < 0:
+            raise ProtocolError(f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}")
+        end = self.offset + size
+        if end > len(self.data):
+            raise ProtocolError(
+                f"input {name!r}: binary_data_size {size} runs past the end of the body "
+                f"({len(self.data) - self.offset} binary bytes left)"
+            )
+        chunk = self.data[self.offset:end]
+        self.offset = end
+        return chunk
+
+    def check_used(self) -> None:
+        left = len(self.data) - self.offset
+        if left:
+            raise ProtocolError(f"{left} bytes of binary tensor data follow the inputs and no input claims them")
+
+
+def _binary_values(name: str, datatype: str, shape: list[int], chunk: memoryview) -> NDArray[Any]:
+    """The flat values of a binary tensor (row-major, little-endian; BYTES length-prefixed)."""
+    size = math.prod(shape)
+    if datatype == "BYTES":
+        values: list[str] = []
+        offset, raw = 0, bytes(chunk)
+        while offset < len(raw):
+            if offset + 4 > len(raw):
+                raise ProtocolError(f"input {name!r}: binary BYTES data ends inside an element's length")
+            length = int.from_bytes(raw[offset:offset + 4], "little")
+            start, offset = offset + 4, offset + 4 + length
+            if offset > len(raw):
+                raise ProtocolError(f"input {name!r}: binary BYTES element {len(values)} runs past its data")
+            try:
+                values.append(raw[start:offset].decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise ProtocolError(f"input {name!r}: binary BYTES element {len(values)} is not UTF-8") from e
+        if len(values) != size:
+            raise ProtocolError(f"input {name!r}: data has {len(values)} values but shape {shape} needs {size}")
+        return np.array(values, dtype=object)
+    dtype = np.dtype(BINARY_DTYPES[datatype])
+    if len(chunk) != size * dtype.itemsize:
+        raise ProtocolError(
+            f"input {name!r}: binary_data_size is {len(chunk)} bytes but shape {shape} of {datatype} needs "
+            f"{size * dtype.itemsize}"
+        )
+    if datatype == "BOOL":
+        raw_bool = np.frombuffer(chunk, dtype=np.uint8)
+        if (raw_bool > 1).any():
+            raise ProtocolError(f"input {name!r}: binary BOOL data holds bytes other than 0 and 1")
+        return raw_bool.astype(bool)
+    # native byte order, in a private copy: nothing downstream holds on to the request's buffer
+    return np.frombuffer(chunk, dtype=dtype).astype(dtype.newbyteorder("="))
+
+
+def _binary_outputs(parameters: Any, raw_outputs: Any, outputs: tuple[str, ...]) -> frozenset[str]:
+    """The outputs to answer as binary tensor data: all with ``parameters.binary_data_output``, else those
+    whose ``outputs[].parameters.binary_data`` is true (an output's own setting wins)."""
+    everything = isinstance(parameters, dict) and parameters.get("binary_data_output") is True
+    chosen = set(outputs) if everything else set()
+    for item in raw_outputs if isinstance(raw_outputs, list) else ():
+        params = item.get("parameters")  # items are objects naming a known output (checked before)
+        if isinstance(params, dict) and "binary_data" in params:
+            if params["binary_data"] is True:
+                chosen.add(item["name"])
+            else:
+                chosen.discard(item["name"])
+    return frozenset(chosen)
 
 
 @dataclass(frozen=True)
@@ -365,7 +557,7 @@ class _Tensor:
     data: NDArray[Any]  # flat, as parsed
 
 
-def _tensor(raw: Any, index: int) -> _Tensor:
+def _tensor(raw: Any, index: int, binary: _BinaryReader | None = None) -> _Tensor:
     if not isinstance(raw, dict):
         raise ProtocolError(f"inputs[{index}] must be a tensor object")
     name = raw.get("name")
@@ -382,8 +574,21 @@ def _tensor(raw: Any, index: int) -> _Tensor:
     ):
         raise ProtocolError(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
     data = raw.get("data")
+    params = raw.get("parameters")
+    if isinstance(params, dict) and "binary_data_size" in params:
+        if binary is None:
+            raise ProtocolError(
+                f"input {name!r} has binary_data_size but the request has no {BINARY_HEADER} header"
+            )
+        if data is not None:
+            raise ProtocolError(f"input {name!r} has both 'data' and binary_data_size")
+        chunk = binary.take(name, params["binary_data_size"])
+        return _Tensor(name, str(datatype), tuple(shape), _binary_values(name, str(datatype), shape, chunk))
     if not isinstance(data, list):
-        raise ProtocolError(f"input {name!r}: 'data' must be a list (binary tensor data is not supported)")
+        raise ProtocolError(
+            f"input {name!r}: 'data' must be a list (or the tensor's values binary, with "
+            f"parameters.binary_data_size and the {BINARY_HEADER} header)"
+        )
     try:
         arr = np.array(data, dtype=object) if datatype == "BYTES" else np.asarray(data)
         if arr.dtype.kind in "US":  # numpy turned mixed values into strings: keep the originals
@@ -612,6 +817,79 @@ def build_v2_response(
     return {"model_name": model_name, "model_version": model_version, "id": request_id, "outputs": tensors}
 
 
+class V2Encoder:
+    """Writes the Open Inference Protocol responses of one model version: the same bytes as
+    ``orjson.dumps(build_v2_response(...))``, with the constant head encoded once, and binary tensor data
+    for the outputs a request asks so."""
+
+    def __init__(self, model_name: str, model_version: str, signature: Signature) -> None:
+        self.signature = signature
+        self.head = (
+            b'{"model_name":' + orjson.dumps(model_name) + b',"model_version":' + orjson.dumps(model_version)
+            + b',"id":'
+        )
+        # the outputs of a one-row, labels-only answer, by label: most answers of a classifier
+        self._one_label: dict[tuple[str, Any], bytes] = {}
+
+    def encode(
+        self, request_id: str, outputs: Mapping[str, NDArray[Any]], binary: frozenset[str] = frozenset()
+    ) -> tuple[bytes, int | None]:
+        """``(body, JSON length)``; the JSON length is None unless some output is binary (then the body is
+        the JSON followed by the outputs' binary data, and the length goes in the binary extension's header)."""
+        labels = outputs.get(PREDICT) if len(outputs) == 1 and not binary else None
+        if labels is not None and labels.shape == (1,) and labels.dtype.kind in "iubUO":
+            key = (labels.dtype.str, labels.item())
+            encoded = self._one_label.get(key)
+            if encoded is None:
+                encoded = self._encode_outputs(outputs, binary)[0]
+                if len(self._one_label) < _LABEL_CACHE_SIZE:
+                    self._one_label[key] = encoded
+            return b"".join((self.head, orjson.dumps(request_id), encoded)), None
+        tensors_json, raw = self._encode_outputs(outputs, binary)
+        body = b"".join((self.head, orjson.dumps(request_id), tensors_json))
+        if not raw:
+            return body, None
+        return body + raw, len(body)
+
+    def _encode_outputs(self, outputs: Mapping[str, NDArray[Any]], binary: frozenset[str]) -> tuple[bytes, bytes]:
+        """``(b',"outputs":[...]}', binary data)``: the response after its id."""
+        tensors = []
+        raw: list[bytes] = []
+        for name, values in outputs.items():
+            if name == PREDICT:
+                datatype = self.signature.output_datatype
+                data = _as_datatype(values, datatype)
+            else:
+                datatype = "FP64"
+                data = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+            tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(values.shape)}
+            if name in binary:
+                chunk = _binary_bytes(data, datatype)
+                tensor["parameters"] = {"binary_data_size": len(chunk)}
+                raw.append(chunk)
+            else:
+                tensor["data"] = jsonable(data)
+            tensors.append(tensor)
+        return b',"outputs":' + orjson.dumps(tensors, option=orjson.OPT_SERIALIZE_NUMPY) + b"}", b"".join(raw)
+
+
+_LABEL_CACHE_SIZE: Final = 1024
+
+
+def _binary_bytes(data: NDArray[Any], datatype: str) -> bytes:
+    """Raw little-endian values (BYTES: each UTF-8 string prefixed by its 4-byte length)."""
+    if datatype == "BYTES":
+        parts = []
+        for value in data.reshape(-1).tolist():
+            encoded = str(value).encode("utf-8")
+            parts.append(len(encoded).to_bytes(4, "little"))
+            parts.append(encoded)
+        return b"".join(parts)
+    if datatype == "BOOL":
+        return np.ascontiguousarray(data, dtype=np.uint8).tobytes()
+    return np.ascontiguousarray(data, dtype=np.dtype(BINARY_DTYPES[datatype])).tobytes()
+
+
 def _as_datatype(values: NDArray[Any], datatype: str) -> NDArray[Any]:
     if datatype == "FP64":
         return values.astype(np.float64, copy=False)
@@ -656,4 +934,4 @@ def model_metadata(
 
 def server_metadata(version: str) -> dict[str, Any]:
     """Open Inference Protocol server metadata (``GET /v2``)."""
-    return {"name": "roost", "version": version, "extensions": []}
+    return {"name": "roost", "version": version, "extensions": ["binary_tensor_data"]}

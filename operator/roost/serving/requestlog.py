@@ -33,20 +33,27 @@ column                  type       meaning
 ======================  =========  =====================================================================
 
 ``json.loads(inputs)`` loads straight into ``pandas.DataFrame``; :func:`read_log` concatenates batches.
+
+Cost on the request path: one tuple (:class:`Entry`) appended under a lock. The server hands over the
+validated ``[N, F]`` block and the predictions array as they are (numpy arrays are not tracked by the
+garbage collector, so thousands of buffered entries cost no collection time); the writer thread turns
+them into the JSON columns above. Besides ``flushRows`` (log rows), the writer also flushes once
+:data:`FLUSH_INPUT_ROWS` predicted rows are buffered, so batches of big requests stay a few MB each.
 """
 
 from __future__ import annotations
 
 import calendar
 import collections
+import functools
 import io
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -77,6 +84,8 @@ SCHEMA = pa.schema(
 )
 
 _FINAL_FLUSH_ATTEMPTS = 3
+#: Predicted rows (summed over buffered requests) that trigger a write, whatever ``flushRows`` says.
+FLUSH_INPUT_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -121,12 +130,12 @@ class RequestLogConfig:
         return cfg
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One request, as the server hands it over. Encoding to JSON happens later, off the request path.
 
-    ``inputs`` is the validated DataFrame (or a mapping of input name to values), ``outputs`` the
-    predictions array; both ``None`` when the request was not sampled or not answered.
+    ``inputs`` is the validated ``[N, F]`` block in the log's ``columns`` order, a DataFrame, or a mapping of
+    input name to values; ``outputs`` the predictions array; both ``None`` when the request was not
+    sampled or not answered. A plain tuple, cheap to build on the request path.
     """
 
     time: float
@@ -144,6 +153,7 @@ class RequestLog:
     """A bounded buffer of :class:`Entry` and the thread that writes it to the store in Parquet batches.
 
     Thread-safe: :meth:`record` is called from the event loop, writing happens on a daemon thread.
+    ``columns`` names the columns of ``[N, F]`` input blocks (the signature's inputs, in order).
     """
 
     def __init__(
@@ -155,10 +165,13 @@ class RequestLog:
         model_version: str,
         digest: str,
         on_drop: Callable[[int], None] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self._constants = (model, model_version, digest)
+        self._columns = tuple(columns) if columns is not None else None
+        self._input_rows = 0  # predicted rows of the waiting entries (a flush trigger)
         self._on_drop = on_drop
         self._buffer: collections.deque[Entry] = collections.deque()
         self._inflight = 0
@@ -188,20 +201,23 @@ class RequestLog:
         accepted = False
         dropped = 0
         with self._lock:
+            buffer = self._buffer
             if self._closed:
                 dropped = 1
-            elif len(self._buffer) + self._inflight < self.config.max_buffered_rows:
-                self._buffer.append(entry)
+            elif len(buffer) + self._inflight < self.config.max_buffered_rows:
                 accepted = True
-            elif self._buffer:  # full: drop the oldest waiting row
-                self._buffer.popleft()
-                self._buffer.append(entry)
+            elif buffer:  # full: drop the oldest waiting row
+                self._input_rows -= buffer.popleft().rows
                 accepted = True
                 dropped = 1
             else:  # full, and every held row is being written: drop this one
                 dropped = 1
-            if len(self._buffer) >= self.config.flush_rows:
-                self._wake.set()
+            if accepted:
+                buffer.append(entry)
+                self._input_rows += entry.rows
+                if (len(buffer) >= self.config.flush_rows or self._input_rows >= FLUSH_INPUT_ROWS) \
+                        and not self._wake.is_set():
+                    self._wake.set()
             self.dropped += dropped
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
@@ -244,10 +260,11 @@ class RequestLog:
             batch = list(self._buffer)
             self._buffer.clear()
             self._inflight = len(batch)
+            input_rows, self._input_rows = self._input_rows, 0
         if not batch:
             return True
         try:
-            data = encode_batch(batch, *self._constants)
+            data = encode_batch(batch, *self._constants, columns=self._columns)
         except Exception:  # a bug in encoding must not wedge the buffer: drop the batch, loudly
             log.exception("Dropped %d request-log rows that could not be encoded", len(batch))
             with self._lock:
@@ -263,6 +280,7 @@ class RequestLog:
             with self._lock:
                 self._buffer.extendleft(reversed(batch))
                 self._inflight = 0
+                self._input_rows += input_rows
             if not self._failing:
                 log.warning("Failed to write request log batch (%d rows), will retry: %s", len(batch), e)
             self._failing = True
@@ -286,7 +304,7 @@ class RequestLog:
                 return
             now = time.monotonic()
             waiting = len(self._buffer)
-            full = waiting >= self.config.flush_rows and not self._failing
+            full = (waiting >= self.config.flush_rows or self._input_rows >= FLUSH_INPUT_ROWS) and not self._failing
             if not full and now < due:
                 continue
             due = now + interval
@@ -300,27 +318,90 @@ def batch_uri(prefix: str, now: float | None = None) -> str:
     return f"{prefix.rstrip('/')}/{stamp}-{uuid.uuid4().hex}.parquet"
 
 
-def encode_batch(entries: list[Entry], model: str, model_version: str, digest: str) -> bytes:
-    """Parquet bytes (:data:`SCHEMA`) for ``entries``."""
+def encode_batch(
+    entries: Sequence[Entry], model: str, model_version: str, digest: str, *, columns: Sequence[str] | None = None
+) -> bytes:
+    """Parquet bytes (:data:`SCHEMA`) for ``entries``; ``columns`` name the columns of ``[N, F]`` input blocks."""
     n = len(entries)
-    columns: dict[str, list[Any]] = {
-        "time": [e.time for e in entries],
-        "model": [model] * n,
-        "model_version": [model_version] * n,
-        "digest": [digest] * n,
-        "endpoint": [e.endpoint for e in entries],
-        "status": [e.status for e in entries],
-        "latency_ms": [e.latency_ms for e in entries],
-        "request_id": [e.request_id for e in entries],
-        "rows": [e.rows for e in entries],
-        "inputs": [_inputs_json(e.inputs) for e in entries],
-        "outputs": [_outputs_json(e.outputs) for e in entries],
-        "error": [e.error for e in entries],
-    }
-    table = pa.Table.from_pydict(columns, schema=SCHEMA)
+    times, endpoints, statuses, latencies, ids, rows, inputs, outputs, errors_ = (
+        zip(*entries, strict=True) if n else ((),) * 9
+    )
+    names = tuple(columns) if columns is not None else None
+    table = pa.Table.from_pydict(
+        {
+            "time": times,
+            "model": [model] * n,
+            "model_version": [model_version] * n,
+            "digest": [digest] * n,
+            "endpoint": endpoints,
+            "status": statuses,
+            "latency_ms": latencies,
+            "request_id": ids,
+            "rows": rows,
+            "inputs": _inputs_column(inputs, names),
+            "outputs": _outputs_column(outputs),
+            "error": errors_,
+        },
+        schema=SCHEMA,
+    )
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    # dictionary encoding only where values repeat (it costs time and gains nothing on ids and JSON)
+    pq.write_table(table, sink, use_dictionary=_DICTIONARY_COLUMNS)
     return sink.getvalue()
+
+
+_DICTIONARY_COLUMNS = ["model", "model_version", "digest", "endpoint", "status"]
+
+
+def _inputs_column(inputs: Sequence[Any], columns: tuple[str, ...] | None) -> list[bytes | None]:
+    """The ``inputs`` JSON of each entry. One-row numeric blocks (most requests) are encoded together:
+    one ``orjson.dumps`` of all of them, cut into rows and values and laid into a per-row template --
+    the same bytes as ``orjson.dumps({column: [value]})`` entry by entry, in a fraction of the time."""
+    out: list[bytes | None] = [None] * len(inputs)
+    groups: dict[np.dtype[Any], list[int]] = {}
+    for i, value in enumerate(inputs):
+        if value is None:
+            continue
+        if (columns is not None and type(value) is np.ndarray and value.ndim == 2 and value.shape[0] == 1
+                and value.shape[1] == len(columns) and value.dtype.kind in "fi"):
+            groups.setdefault(value.dtype, []).append(i)
+        else:
+            out[i] = _inputs_json(value, columns)
+    if groups:
+        assert columns is not None
+        template = _row_template(columns)
+        for positions in groups.values():
+            block = np.concatenate([inputs[i] for i in positions])
+            text = orjson.dumps(block, option=orjson.OPT_SERIALIZE_NUMPY)  # b"[[v,v,...],[v,...]]"
+            for i, row in zip(positions, text[2:-2].split(b"],["), strict=True):
+                out[i] = template % tuple(row.split(b","))
+    return out
+
+
+def _outputs_column(outputs: Sequence[Any]) -> list[bytes | None]:
+    """The ``outputs`` JSON of each entry; one-value numeric arrays are encoded together, as above."""
+    out: list[bytes | None] = [None] * len(outputs)
+    groups: dict[np.dtype[Any], list[int]] = {}
+    for i, value in enumerate(outputs):
+        if value is None:
+            continue
+        if type(value) is np.ndarray and value.shape == (1,) and value.dtype.kind in "fiu" and value.dtype.isnative:
+            groups.setdefault(value.dtype, []).append(i)
+        else:
+            out[i] = _outputs_json(value)
+    for positions in groups.values():
+        block = np.concatenate([outputs[i] for i in positions])
+        text = orjson.dumps(block, option=orjson.OPT_SERIALIZE_NUMPY)  # b"[v,v,...]"
+        for i, token in zip(positions, text[1:-1].split(b","), strict=True):
+            out[i] = b"[" + token + b"]"
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _row_template(columns: tuple[str, ...]) -> bytes:
+    """``b'{"<c1>":[%s],"<c2>":[%s],...}'``: the JSON of one row, keys escaped as orjson escapes them."""
+    keys = [orjson.dumps(c).replace(b"%", b"%%") for c in columns]
+    return b"{" + b",".join(k + b":[%s]" for k in keys) + b"}"
 
 
 def _json_default(value: Any) -> Any:
@@ -332,20 +413,28 @@ def _json_default(value: Any) -> Any:
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-def _inputs_json(inputs: Any) -> str | None:
+def _inputs_json(inputs: Any, columns: tuple[str, ...] | None = None) -> bytes | None:
+    """``{"<input>": [value per row], ...}``; a block is split into its columns (named by ``columns``)."""
     if inputs is None:
         return None
     if isinstance(inputs, pd.DataFrame):
         inputs = inputs.to_dict(orient="list")
-    return orjson.dumps(inputs, default=_json_default, option=_JSON_OPTIONS).decode()
+    elif isinstance(inputs, np.ndarray) and inputs.ndim == 2 and columns is not None:
+        if len(columns) != inputs.shape[1]:
+            raise ValueError(f"an input block of {inputs.shape[1]} columns for {len(columns)} column names")
+        if len(inputs) <= 8:  # a few rows: Python lists are cheapest to build and to encode
+            inputs = dict(zip(columns, inputs.T.tolist(), strict=True))
+        else:  # many: contiguous numpy columns, which orjson encodes in C
+            inputs = dict(zip(columns, np.ascontiguousarray(inputs.T), strict=True))
+    return orjson.dumps(inputs, default=_json_default, option=_JSON_OPTIONS)
 
 
-def _outputs_json(outputs: Any) -> str | None:
+def _outputs_json(outputs: Any) -> bytes | None:
     if outputs is None:
         return None
     if isinstance(outputs, np.ndarray) and not (outputs.dtype.kind in "fiub" and outputs.flags.c_contiguous):
         outputs = outputs.tolist()
-    return orjson.dumps(outputs, default=_json_default, option=_JSON_OPTIONS).decode()
+    return orjson.dumps(outputs, default=_json_default, option=_JSON_OPTIONS)
 
 
 def read_log(store: store_mod.Store, uri_prefix: str, since: float | None = None) -> pd.DataFrame:

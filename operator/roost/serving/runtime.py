@@ -148,10 +148,12 @@ class OnnxPredictor:
         raw_labels, raw_proba = self.run(inputs)
         probabilities = raw_proba.astype(np.float64, copy=False)  # a fresh array either way: ours to edit
         assert self.classes is not None
-        predicted = self.classes[np.argmax(probabilities, axis=1)]  # fancy indexing: a fresh array
+        top = probabilities.argmax(axis=1)
+        predicted = self.classes.take(top)  # a fresh array
         if self.guard:
             unsure = _near_ties(probabilities)
-            unsure |= raw_labels.reshape(-1) != predicted.astype(raw_labels.dtype, copy=False)
+            raw = raw_labels.reshape(-1)
+            unsure |= raw != (predicted if predicted.dtype == raw.dtype else predicted.astype(raw.dtype))
             if unsure.any():
                 rows = np.flatnonzero(unsure)
                 block = inputs.iloc[rows] if isinstance(inputs, pd.DataFrame) else inputs[rows]

@@ -63,7 +63,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -105,6 +105,10 @@ EXIT_OK, EXIT_BIND, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 CLIENT_CLOSED_REQUEST: Final = 499  # nginx's status for a client that went away; logged, never sent
 
 _JSON: Final = "application/json"
+_JSON_BYTES: Final = b"application/json"
+_BINARY_BYTES: Final = b"application/octet-stream"  # a body with binary tensor data after the JSON
+_VERSION_HEADER_BYTES: Final = VERSION_HEADER.encode()
+_BINARY_HEADER_BYTES: Final = protocol.BINARY_HEADER.encode()
 _DUMPS_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
 _METRICS_EVERY: Final = 256  # answered requests whose predictions are counted in one go (and at each scrape)
 
@@ -342,33 +346,42 @@ class _App(Starlette):
         if endpoint is None or service is None or scope.get("root_path"):
             await super().__call__(scope, receive, send)
             return
-        length, header_id = _headers(scope["headers"])
-        status, content, request_id = await service.serve(
-            endpoint, lambda: service.read_asgi_body(receive, length), header_id, None,
+        length, header_id, binary_length = _headers(scope["headers"])
+        # the usual request: its whole body in the first message (the reader is only made for the others)
+        first = await receive()
+        body = first.get("body", b"")
+        if (first["type"] != "http.request" or first.get("more_body", False)
+                or len(body) > service.config.max_body_bytes):
+            body = service.read_asgi_body(receive, length, first)
+        status, content, request_id, json_length = await service.serve(
+            endpoint, body, header_id, None, binary_length,
         )
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-length", str(len(content)).encode()),
-                (b"content-type", b"application/json"),
-                (b"x-request-id", request_id.encode("latin-1", "replace")),
-                (VERSION_HEADER.encode(), self.version),
-            ],
-        })
+        headers = [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", _JSON_BYTES if json_length is None else _BINARY_BYTES),
+            (b"x-request-id", request_id.encode("latin-1", "replace")),
+            (_VERSION_HEADER_BYTES, self.version),
+        ]
+        if json_length is not None:
+            headers.append((_BINARY_HEADER_BYTES, str(json_length).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
 
-def _headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None]:
-    """``(content-length, x-request-id)`` of ASGI headers (names are lower-case)."""
+def _headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None, bytes | None]:
+    """``(content-length, x-request-id, inference-header-content-length)`` of ASGI headers (names are
+    lower-case)."""
     length: bytes | None = None
     request_id: str | None = None
+    binary_length: bytes | None = None
     for key, value in headers:
         if key == b"content-length":
             length = value
         elif key == b"x-request-id":
             request_id = value.decode("latin-1")
-    return length, request_id
+        elif key == _BINARY_HEADER_BYTES:
+            binary_length = value
+    return length, request_id, binary_length
 
 
 class _Service:
@@ -391,6 +404,9 @@ class _Service:
         self.batcher = batching_mod.Batcher(predictor.predict, config.batching, inline=predictor.inline)
         self.classes = np.asarray(getattr(model.estimator, "classes_", []))
         self.names = model.signature.names
+        self.signature = model.signature
+        self.has_proba = model.has_proba  # a property that walks the pipeline: asked once
+        self.encoder = protocol.V2Encoder(config.model_name, config.model_version, model.signature)
         self._predicted: list[NDArray[Any]] = []  # answered, not yet counted in the metrics
         self._server_metadata = orjson.dumps(protocol.server_metadata(_package_version()))
         self._metadata = orjson.dumps(
@@ -434,15 +450,15 @@ class _Service:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def read_asgi_body(self, receive: Receive, length: bytes | None) -> bytes:
-        """As :meth:`read_body`, straight from ASGI ``receive``."""
+    async def read_asgi_body(self, receive: Receive, length: bytes | None, first: Message | None = None) -> bytes:
+        """As :meth:`read_body`, straight from ASGI ``receive`` (``first``: a message received already)."""
         limit = self.config.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
             raise protocol.too_large(limit)
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            message, first = (first, None) if first is not None else (await receive(), None)
             if message["type"] != "http.request":
                 raise ClientDisconnect()
             chunk = message.get("body", b"")
@@ -456,15 +472,6 @@ class _Service:
                 return b"".join(chunks)
             chunks.append(chunk)
 
-    def log_inputs(self, inputs: protocol.Inputs) -> Any:
-        """What the request log keeps of ``inputs``: ``{input: [value per row]}`` (a DataFrame as is)."""
-        if isinstance(inputs, np.ndarray):
-            if len(inputs) <= 8:  # a few rows: Python lists are cheapest to build and to encode
-                return dict(zip(self.names, inputs.T.tolist(), strict=True))
-            # many: contiguous numpy columns, which the log's writer encodes in C (orjson)
-            return dict(zip(self.names, np.ascontiguousarray(inputs.T), strict=True))
-        return inputs
-
     # ----- inference -----------------------------------------------------------------------------
     async def v1_predict(self, request: Request) -> Response:
         return await self.infer(request, V1_PREDICT)
@@ -477,29 +484,38 @@ class _Service:
 
     async def infer(self, request: Request, endpoint: str) -> Response:
         """Serve one inference request routed by Starlette (any model name; see :meth:`serve`)."""
-        status, content, request_id = await self.serve(
-            endpoint, lambda: self.read_body(request), request.headers.get(REQUEST_ID_HEADER),
-            request.path_params,
+        binary_length = request.headers.get(protocol.BINARY_HEADER)
+        status, content, request_id, json_length = await self.serve(
+            endpoint, self.read_body(request), request.headers.get(REQUEST_ID_HEADER), request.path_params,
+            binary_length.encode("latin-1") if binary_length is not None else None,
         )
-        return Response(content, status, headers={REQUEST_ID_HEADER: request_id}, media_type=_JSON)
+        headers = {REQUEST_ID_HEADER: request_id}
+        if json_length is not None:
+            headers[protocol.BINARY_HEADER] = str(json_length)
+        return Response(content, status, headers=headers,
+                        media_type=_JSON if json_length is None else _BINARY_BYTES.decode())
 
     async def serve(
         self,
         endpoint: str,
-        read: Callable[[], Awaitable[bytes]],
+        read: Coroutine[Any, Any, bytes] | bytes,
         header_id: str | None,
         path_params: Mapping[str, Any] | None,
-    ) -> tuple[int, bytes, str]:
+        binary_length: bytes | None = None,
+    ) -> tuple[int, bytes, str, int | None]:
         """Serve one inference request; count it, time it and log it whatever its outcome.
 
         Args:
             endpoint: ``V1_PREDICT``, ``V1_PREDICT_PROBA`` or ``V2_INFER``.
-            read: returns the body (raising ProtocolError 413 or ClientDisconnect).
+            read: the body, or a coroutine reading it (raising ProtocolError 413 or ClientDisconnect),
+                closed unawaited when the path is refused first.
             header_id: the ``x-request-id`` header, if any.
             path_params: the route's ``name`` (and ``version``) to check; None when already matched.
+            binary_length: the ``inference-header-content-length`` header (binary tensor data), if any.
 
         Returns:
-            ``(status, JSON body, request id)``.
+            ``(status, body, request id, JSON length)``: the body is JSON, followed by binary tensor data
+            when the JSON length is not None (it then goes in the ``inference-header-content-length`` header).
         """
         arrived = time.time()
         start = time.perf_counter()
@@ -507,27 +523,31 @@ class _Service:
         inputs: protocol.Inputs | None = None
         predicted: NDArray[Any] | None = None
         error: str | None = None
+        json_length: int | None = None
         try:
             if path_params is not None:
                 self.check_path(path_params)
-            body = await read()
+            body = read if type(read) is bytes else await read  # type: ignore[misc]
+            binary: memoryview | None = None
+            if binary_length is not None:
+                body, binary = protocol.split_binary(body, binary_length)
             try:
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError as e:
                 raise protocol.ProtocolError(f"malformed JSON: {e}") from e
-            if endpoint == V2_INFER and isinstance(payload, dict) and isinstance(payload.get("id"), str):
-                request_id = payload["id"]  # known even when the rest of the request is refused
             if endpoint == V2_INFER:
-                v2 = protocol.parse_v2_request(payload, self.model.signature, has_proba=self.model.has_proba)
+                if isinstance(payload, dict) and isinstance(payload.get("id"), str):
+                    request_id = payload["id"]  # known even when the rest of the request is refused
+                v2 = protocol.parse_v2_request(payload, self.signature, has_proba=self.has_proba, binary=binary)
                 inputs = v2.inputs
                 want_labels, want_proba = protocol.PREDICT in v2.outputs, protocol.PREDICT_PROBA in v2.outputs
             else:
-                v1 = protocol.parse_v1_request(
-                    payload, self.model.signature, proba_verb=endpoint == V1_PREDICT_PROBA
-                )
+                if binary is not None:
+                    raise protocol.ProtocolError("binary tensor data is an Open Inference Protocol (v2) extension")
+                v1 = protocol.parse_v1_request(payload, self.signature, proba_verb=endpoint == V1_PREDICT_PROBA)
                 inputs = v1.inputs
-                if v1.probabilities and not self.model.has_proba:
-                    name, task = self.config.model_name, self.model.signature.task
+                if v1.probabilities and not self.has_proba:
+                    name, task = self.config.model_name, self.signature.task
                     raise protocol.ProtocolError(f"model {name!r} gives no probabilities ({task})")
                 want_labels, want_proba = endpoint == V1_PREDICT, v1.probabilities
             labels, probabilities = await self.batcher.predict(inputs, labels=want_labels, proba=want_proba)
@@ -541,15 +561,12 @@ class _Service:
                     outputs[protocol.PREDICT] = labels
                 if probabilities is not None:
                     outputs[protocol.PREDICT_PROBA] = probabilities
-                response: Any = protocol.build_v2_response(
-                    self.config.model_name, self.config.model_version, request_id, self.model.signature,
-                    outputs,
-                )
+                content, json_length = self.encoder.encode(request_id, outputs, v2.binary_outputs)
             else:
                 response = protocol.build_v1_response(
                     predicted if want_labels else None, probabilities, proba_verb=endpoint == V1_PREDICT_PROBA
                 )
-            content = orjson.dumps(response, option=_DUMPS_OPTIONS)
+                content = orjson.dumps(response, option=_DUMPS_OPTIONS)
             status = 200
         except protocol.ProtocolError as e:
             status, error = e.status, e.message
@@ -559,8 +576,11 @@ class _Service:
             log.exception("Failed to predict for request %s", request_id)
             status, error = 500, f"prediction failed: {type(e).__name__}: {e}"
         if error is not None:
+            if type(read) is not bytes:
+                read.close()  # type: ignore[union-attr]  # unawaited when the path was refused (else a no-op)
             content = orjson.dumps({"error": error})
             predicted = None
+            json_length = None
         request_id = request_id or header_id or new_request_id()
         latency = time.perf_counter() - start
         self.metrics.observe_request(endpoint, status, latency)
@@ -569,23 +589,14 @@ class _Service:
             if len(self._predicted) >= _METRICS_EVERY:
                 self.count_predictions()
         if self.request_log is not None:
-            sampled = predicted is not None and (
-                self.sample_rate >= 1.0 or random.random() < self.sample_rate
-            )
-            self.request_log.record(
-                requestlog.Entry(
-                    time=arrived,
-                    endpoint=endpoint,
-                    status=status,
-                    latency_ms=latency * 1000.0,
-                    request_id=request_id,
-                    rows=len(inputs) if inputs is not None and predicted is not None else 0,
-                    inputs=self.log_inputs(inputs) if sampled and inputs is not None else None,
-                    outputs=predicted if sampled else None,
-                    error=error,
-                )
-            )
-        return status, content, request_id
+            # the validated block and the predictions as they are: the log's writer thread encodes them
+            sampled = predicted is not None and (self.sample_rate >= 1.0 or random.random() < self.sample_rate)
+            self.request_log.record(requestlog.Entry(
+                arrived, endpoint, status, latency * 1000.0, request_id,
+                len(inputs) if inputs is not None and predicted is not None else 0,
+                inputs if sampled else None, predicted if sampled else None, error,
+            ))
+        return status, content, request_id, json_length
 
     # ----- metadata and health -------------------------------------------------------------------
     async def v1_models(self, request: Request) -> Response:
@@ -670,6 +681,7 @@ def create_app(
             model_version=config.model_version,
             digest=model.digest,
             on_drop=metrics.requestlog_dropped.inc,
+            columns=model.signature.names,
         )
         metrics.track_buffer(lambda: float(request_log.buffered) if request_log else 0.0)
     service = _Service(config, model, metrics, request_log)
@@ -682,6 +694,10 @@ def create_app(
             yield
         finally:
             await anyio.to_thread.run_sync(service.batcher.close)
+            batcher = service.batcher
+            if batcher.batches:
+                log.info("Answered %d requests (%d rows) in %d predict calls", batcher.requests, batcher.rows,
+                         batcher.batches)
             if request_log is not None:
                 await anyio.to_thread.run_sync(request_log.close)
                 log.info("Flushed request log: %d rows written, %d dropped",
