@@ -292,7 +292,16 @@ class Traffic:
 def _apply_files(k: kube_mod.Kube, *names: str) -> None:
     for name in names:
         for doc in yaml.safe_load_all((EXAMPLES / name).read_text()):
-            console.print(f"     {doc['kind'].lower()}.roost.dev/{doc['metadata']['name']} {k.apply(NAMESPACE, doc)}")
+            try:
+                result = k.apply(NAMESPACE, doc)
+            except errors.PermanentError as e:
+                if "immutable" not in e.message:
+                    raise
+                raise errors.PermanentError(
+                    "DemoStateStale", f"{doc['kind']} {doc['metadata']['name']} exists from an older demo with "
+                    f"another spec, and its spec is immutable: kubectl delete namespace {NAMESPACE}, then run "
+                    "the demo again") from e
+            console.print(f"     {doc['kind'].lower()}.roost.dev/{doc['metadata']['name']} {result}")
 
 
 def _wait_versions(k: kube_mod.Kube, names: list[str]) -> None:

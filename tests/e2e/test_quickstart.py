@@ -93,8 +93,10 @@ def test_endpoint_answers_like_the_artifact_loaded_independently(quickstart: dic
     np.testing.assert_allclose(served, estimator.predict_proba(holdout[features]), atol=1e-5)
 
 
+@pytest.mark.timeout(1800)  # a cold control plane, the quickstart, two rollouts and a retrain, one after another
 def test_make_demo_runs_the_quickstart_from_a_fresh_state(tmp_path: Path) -> None:
-    """The README's first command, with every state directory in a temporary folder."""
+    """The README's first command, with every state directory in a temporary folder, then the two
+    scenarios on top of it (make demo-canary, make demo-drift) as the README lists them."""
     env = {**os.environ, "ROOST_DEV_STATE_DIR": str(tmp_path / "dev"), "ROOST_STATE_DIR": str(tmp_path / "operator"),
            "ROOST_STORE": f"file://{tmp_path / 'store'}", "TERM": "dumb", "COLUMNS": "120"}
     env.pop("KUBECONFIG", None)
@@ -106,6 +108,12 @@ def test_make_demo_runs_the_quickstart_from_a_fresh_state(tmp_path: Path) -> Non
         again = subprocess.run(["make", "demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stdout[-3000:]
         assert "already running" in again.stdout
+        canary = subprocess.run(["make", "demo-canary"], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=900)
+        assert canary.returncode == 0, canary.stdout[-3000:] + canary.stderr[-3000:]
+        out = " ".join(canary.stdout.split())  # rich wraps lines
+        assert "promoted breast-cancer-v2 after" in out and "evidence for promoting v2" in out
+        assert re.search(r"rolled back breast-cancer-v3 after \d+ requests, 0 failed: latency-p95", out), out[-2000:]
         drift = subprocess.run(["make", "demo-drift"], cwd=REPO, env=env, capture_output=True, text=True,
                                timeout=600)
         assert drift.returncode == 0, drift.stdout[-3000:] + drift.stderr[-3000:]
@@ -114,8 +122,9 @@ def test_make_demo_runs_the_quickstart_from_a_fresh_state(tmp_path: Path) -> Non
         drifted = re.search(r"drift detected: True; drifted features: \[([^\]]*)\]", out)
         assert drifted and sorted(drifted.group(1).replace("'", "").split(", ")) == [
             "mean_radius", "mean_smoothness", "worst_texture"]
-        assert "RetrainStarted" in out and "proposal breast-cancer-v2 vs served breast-cancer-v1" in out
-        proposal = yaml.safe_load((tmp_path / "demo" / "breast-cancer-v2.yaml").read_text())
+        # v2 serves since the canary; v3 is registered (rolled back): the proposal takes the next free number
+        assert "RetrainStarted" in out and "proposal breast-cancer-v4 vs served breast-cancer-v2" in out
+        proposal = yaml.safe_load((tmp_path / "demo" / "breast-cancer-v4.yaml").read_text())
         assert proposal["spec"]["source"]["artifact"]["digest"].startswith("sha256:")
     finally:
         down = subprocess.run(["make", "down"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

@@ -79,8 +79,11 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
         ns, name, meta.get("generation", 0), spec, status, datetime.datetime.now(datetime.UTC), desired,
         servers, router_ready, live.verdict, live.candidate_requests, promote, abort, live.evidence or None,
         mirror_supported))
+    new_candidate = (plan.status.get("canary") or {}).get("digest") != (status.get("canary") or {}).get("digest")
     if plan.status.get("canary") and live.status:
         plan.status["analysis"] = live.status
+    elif plan.status.get("canary") and new_candidate:
+        plan.status["analysis"] = None  # the last rollout's analysis does not describe this one
     elif not plan.status.get("canary") and live.status:
         plan.status["analysis"] = {**live.status, "state": None, "final": True}
 
