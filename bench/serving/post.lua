@@ -1,5 +1,7 @@
--- wrk script: POST the body in the file named by the first script argument, as JSON, on every request,
--- and print one JSON line of results at the end (parsed by run.py).
+-- wrk script: POST the body in the file named by the first script argument on every request, with the
+-- content type of the second (default JSON) and, when a third is given, the Open Inference Protocol's
+-- binary tensor data header (inference-header-content-length: the length of the body's JSON part);
+-- print one JSON line of results at the end (parsed by run.py).
 local body_file = nil
 
 function init(args)
@@ -8,7 +10,10 @@ function init(args)
   wrk.body = f:read("*all")
   f:close()
   wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Content-Type"] = args[2] or "application/json"
+  if args[3] and args[3] ~= "" then
+    wrk.headers["Inference-Header-Content-Length"] = args[3]
+  end
 end
 
 function done(summary, latency, requests)

@@ -50,7 +50,9 @@ PINS = {
     "kserve": ["kserve==0.21.0"],
 }
 MODELS = ("breast-cancer-lr", "breast-cancer-rf", "digits-lr")
-PAYLOADS = ("v2-1", "v2-1000", "v1-1")
+PAYLOADS = ("v2-1", "v2-1000", "v2-1000-bin", "v1-1")
+#: The binary tensor data extension of the Open Inference Protocol: the JSON part's length, in this header.
+BINARY_HEADER = "inference-header-content-length"
 CONCURRENCY = (1, 32)
 
 
@@ -110,6 +112,7 @@ class Bench:
     roost_config: Path
     runtime: dict[str, Any]
     bodies: dict[tuple[str, str], Path] = field(default_factory=dict)  # (flavor, payload) -> file
+    json_lengths: dict[str, int] = field(default_factory=dict)  # "<payload>-<flavor>" -> JSON part (binary bodies)
     expected: dict[str, list[Any]] = field(default_factory=dict)  # payload -> labels
 
 
@@ -161,9 +164,23 @@ def prepare(work: Path) -> list[Bench]:
         config_path.write_text(json.dumps(config))
         bench = Bench(name, X, estimator, joblib_path, config_path, chosen)
         big = pd.concat([X] * (1000 // len(X) + 1), ignore_index=True).iloc[:1000]
-        for payload, rows in (("v2-1", X.iloc[7:8]), ("v2-1000", big), ("v1-1", X.iloc[7:8])):
+        for payload, rows in (("v2-1", X.iloc[7:8]), ("v2-1000", big), ("v2-1000-bin", big), ("v1-1", X.iloc[7:8])):
             data = rows.to_numpy(dtype="float64")
             for flavor in ("any", "kserve"):  # KServe refuses "outputs" naming predict: it answers output-0
+                if payload.endswith("-bin"):  # JSON header, then the [N, F] float64 values, little-endian
+                    raw = data.astype("<f8").tobytes()
+                    header: dict[str, Any] = {"inputs": [{
+                        "name": "input-0", "shape": list(data.shape), "datatype": "FP64",
+                        "parameters": {"binary_data_size": len(raw)},
+                    }]}
+                    if flavor == "any":
+                        header["outputs"] = [{"name": "predict"}]
+                    encoded = orjson.dumps(header)
+                    path = folder / f"{payload}-{flavor}.bin"
+                    path.write_bytes(encoded + raw)
+                    bench.bodies[(flavor, payload)] = path
+                    bench.json_lengths[f"{payload}-{flavor}"] = len(encoded)
+                    continue
                 if payload.startswith("v2"):
                     body: dict[str, Any] = {"inputs": [{"name": "input-0", "shape": list(data.shape),
                                                         "datatype": "FP64", "data": data.reshape(-1).tolist()}]}
@@ -243,6 +260,7 @@ def roost_server(bench: Bench, work: Path, core: str, *, onnx: bool = True) -> A
     path.write_text(json.dumps(config))
     name = bench.name
     paths = {"v2-1": f"/v2/models/{name}/infer", "v2-1000": f"/v2/models/{name}/infer",
+             "v2-1000-bin": f"/v2/models/{name}/infer",
              "v1-1": f"/v1/models/{name}:predict"}
     label = "roost" if onnx else "roost-sklearn"
     return serving(label, [sys.executable, "-m", "roost.cli", "serve", "--config", str(path)], port, paths,
@@ -275,7 +293,7 @@ def mlserver_server(bench: Bench, work: Path, core: str, venv: Path, *, workers:
 def kserve_server(bench: Bench, work: Path, core: str, venv: Path) -> Any:
     port = free_port()
     paths = {"v2-1": f"/v2/models/{bench.name}/infer", "v2-1000": f"/v2/models/{bench.name}/infer",
-             "v1-1": f"/v1/models/{bench.name}:predict"}
+             "v2-1000-bin": f"/v2/models/{bench.name}/infer", "v1-1": f"/v1/models/{bench.name}:predict"}
     argv = [str(venv / "bin" / "python"), str(HERE / "kserve_server.py"), "--model_name", bench.name,
             "--model_path", str(bench.joblib_path), "--http_port", str(port)]
     return serving("kserve", argv, port, paths, f"/v2/models/{bench.name}/ready",
@@ -284,7 +302,7 @@ def kserve_server(bench: Bench, work: Path, core: str, venv: Path) -> Any:
 
 def noop_server(work: Path, core: str) -> Any:
     port = free_port()
-    paths = dict.fromkeys(PAYLOADS, "/noop")
+    paths = dict.fromkeys(("v2-1",), "/noop")
     return serving("noop", [sys.executable, str(HERE / "noop.py"), str(port)], port, paths, "/noop",
                    work / "noop.log", core)
 
@@ -310,7 +328,7 @@ def check(running: Running, bench: Bench, payload: str) -> None:
 
     body = bench.bodies[(flavor(running), payload)].read_bytes()
     response = httpx.post(running.url + running.paths[payload], content=body,
-                          headers={"content-type": "application/json"}, timeout=60)
+                          headers=request_headers(bench, payload, flavor(running)), timeout=60)
     if response.status_code != 200:
         raise AssertionError(f"{running.label} {payload}: HTTP {response.status_code}: {response.text[:300]}")
     got = answer_labels(response.json(), payload)
@@ -318,10 +336,20 @@ def check(running: Running, bench: Bench, payload: str) -> None:
         raise AssertionError(f"{running.label} {payload}: predictions differ from estimator.predict")
 
 
+def request_headers(bench: Bench | None, payload: str, flavor_: str) -> dict[str, str]:
+    """JSON, or for binary tensor data the binary extension's header (and a content type that is not JSON)."""
+    if bench is None or not payload.endswith("-bin"):
+        return {"content-type": "application/json"}
+    return {"content-type": "application/octet-stream",
+            BINARY_HEADER: str(bench.json_lengths[f"{payload}-{flavor_}"])}
+
+
 def wrk(running: Running, bench: Bench | None, payload: str, connections: int, seconds: float,
         core: str, body: Path) -> dict[str, Any]:
+    headers = request_headers(bench, payload, flavor(running))
     argv = ["taskset", "-c", core, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s",
-            "-s", str(HERE / "post.lua"), running.url + running.paths[payload], "--", str(body)]
+            "-s", str(HERE / "post.lua"), running.url + running.paths[payload], "--", str(body),
+            headers["content-type"], headers.get(BINARY_HEADER, "")]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRK_JSON "))
     result: dict[str, Any] = json.loads(line[len("WRK_JSON "):])
@@ -537,6 +565,10 @@ def main() -> int:
     print("KServe: kserve.ModelServer with a minimal kserve.Model that loads the joblib model and calls "
           "predict (get_predict_input/get_predict_response), as KServe's scikit-learn server does.")
     print("MLServer speaks no KServe V1: the v1 rows compare Roost with KServe only.")
+    print("v2-1000-bin: the Open Inference Protocol's binary tensor data extension (inference-header-content-length,"
+          " float64 little-endian after the JSON); KServe accepts it, MLServer 1.7.1's REST server does not (500 on"
+          " application/octet-stream, 422 on JSON), so those rows compare Roost with KServe only; v2-1000 compares"
+          " JSON with JSON.")
     for note in notes:
         print(f"note: {note}")
     print(f"{results['load']['start']} at start, {results['load']['end']} at end; results in {args.out}; "

@@ -175,6 +175,7 @@ class ServerMetrics:
             self._base, LATENCY_BUCKETS,
         )
         self.registry.register(self.requests)
+        self.observe_request = self.requests.observe  # one call per request: count it and its latency
         self.classifier = classifier
         self.predictions: Counter | None = None
         self.values: BulkHistogram | None = None
@@ -200,10 +201,6 @@ class ServerMetrics:
     def track_buffer(self, read: Callable[[], float]) -> None:
         """Report ``read()`` as ``roost_requestlog_buffered_rows`` at each scrape."""
         self._buffered.set_function(read)
-
-    def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
-        """Count one inference request and its latency (a list append; counted in bulk)."""
-        self.requests.observe(endpoint, code, seconds)
 
     def observe_predictions(self, predictions: NDArray[Any]) -> None:
         """Count predicted classes (one ``np.unique`` per request), or bucket predicted values."""

@@ -192,8 +192,9 @@ class RequestLog:
         return len(self._buffer) + self._inflight
 
     # ----- request path ------------------------------------------------------------------------
-    def record(self, entry: Entry) -> bool:
-        """Accept ``entry`` into the buffer; return False when it was dropped instead (log closed).
+    def record(self, entry: Entry | tuple[Any, ...]) -> bool:
+        """Accept ``entry`` (an :class:`Entry` or a plain tuple of its fields, in order) into the buffer; return
+        False when it was dropped instead (log closed).
 
         When the buffer is full the oldest waiting row is dropped (or, if every held row is being
         written right now, this one), and counted in :attr:`dropped` and ``on_drop``.
@@ -207,14 +208,14 @@ class RequestLog:
             elif len(buffer) + self._inflight < self.config.max_buffered_rows:
                 accepted = True
             elif buffer:  # full: drop the oldest waiting row
-                self._input_rows -= buffer.popleft().rows
+                self._input_rows -= buffer.popleft()[5]  # rows
                 accepted = True
                 dropped = 1
             else:  # full, and every held row is being written: drop this one
                 dropped = 1
             if accepted:
-                buffer.append(entry)
-                self._input_rows += entry.rows
+                buffer.append(entry)  # type: ignore[arg-type]  # an Entry or a tuple of its fields
+                self._input_rows += entry[5]  # rows
                 if (len(buffer) >= self.config.flush_rows or self._input_rows >= FLUSH_INPUT_ROWS) \
                         and not self._wake.is_set():
                     self._wake.set()
@@ -345,12 +346,14 @@ def encode_batch(
         schema=SCHEMA,
     )
     sink = io.BytesIO()
-    # dictionary encoding only where values repeat (it costs time and gains nothing on ids and JSON)
-    pq.write_table(table, sink, use_dictionary=_DICTIONARY_COLUMNS)
+    # dictionary encoding only where values repeat, statistics only on the small columns (min/max of long
+    # JSON strings cost more than writing them); snappy, pyarrow's default
+    pq.write_table(table, sink, use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATISTICS_COLUMNS)
     return sink.getvalue()
 
 
 _DICTIONARY_COLUMNS = ["model", "model_version", "digest", "endpoint", "status"]
+_STATISTICS_COLUMNS = ["time", "status", "latency_ms", "rows"]
 
 
 def _inputs_column(inputs: Sequence[Any], columns: tuple[str, ...] | None) -> list[bytes | None]:

@@ -406,6 +406,8 @@ class _Service:
         self.names = model.signature.names
         self.signature = model.signature
         self.has_proba = model.has_proba  # a property that walks the pipeline: asked once
+        self.available = model.signature.output_names(self.has_proba)
+        self.observe_request = metrics.observe_request
         self.encoder = protocol.V2Encoder(config.model_name, config.model_version, model.signature)
         self._predicted: list[NDArray[Any]] = []  # answered, not yet counted in the metrics
         self._server_metadata = orjson.dumps(protocol.server_metadata(_package_version()))
@@ -536,11 +538,11 @@ class _Service:
             except orjson.JSONDecodeError as e:
                 raise protocol.ProtocolError(f"malformed JSON: {e}") from e
             if endpoint == V2_INFER:
-                if isinstance(payload, dict) and isinstance(payload.get("id"), str):
-                    request_id = payload["id"]  # known even when the rest of the request is refused
-                v2 = protocol.parse_v2_request(payload, self.signature, has_proba=self.has_proba, binary=binary)
-                inputs = v2.inputs
-                want_labels, want_proba = protocol.PREDICT in v2.outputs, protocol.PREDICT_PROBA in v2.outputs
+                if type(payload) is dict:
+                    given = payload.get("id")
+                    request_id = given if type(given) is str else None  # known even if the rest is refused
+                _, inputs, wanted, binary_outputs = protocol.parse_v2(payload, self.signature, self.available, binary)
+                want_labels, want_proba = protocol.PREDICT in wanted, protocol.PREDICT_PROBA in wanted
             else:
                 if binary is not None:
                     raise protocol.ProtocolError("binary tensor data is an Open Inference Protocol (v2) extension")
@@ -556,12 +558,10 @@ class _Service:
             predicted = labels
             request_id = request_id or header_id or new_request_id()
             if endpoint == V2_INFER:
-                outputs: dict[str, NDArray[Any]] = {}
-                if want_labels:
-                    outputs[protocol.PREDICT] = labels
+                outputs: dict[str, NDArray[Any]] = {protocol.PREDICT: labels} if want_labels else {}
                 if probabilities is not None:
                     outputs[protocol.PREDICT_PROBA] = probabilities
-                content, json_length = self.encoder.encode(request_id, outputs, v2.binary_outputs)
+                content, json_length = self.encoder.encode(request_id, outputs, binary_outputs)
             else:
                 response = protocol.build_v1_response(
                     predicted if want_labels else None, probabilities, proba_verb=endpoint == V1_PREDICT_PROBA
@@ -583,19 +583,23 @@ class _Service:
             json_length = None
         request_id = request_id or header_id or new_request_id()
         latency = time.perf_counter() - start
-        self.metrics.observe_request(endpoint, status, latency)
+        self.observe_request(endpoint, status, latency)
         if predicted is not None:
-            self._predicted.append(predicted)
-            if len(self._predicted) >= _METRICS_EVERY:
+            pending = self._predicted
+            pending.append(predicted)
+            if len(pending) >= _METRICS_EVERY:
                 self.count_predictions()
         if self.request_log is not None:
-            # the validated block and the predictions as they are: the log's writer thread encodes them
-            sampled = predicted is not None and (self.sample_rate >= 1.0 or random.random() < self.sample_rate)
-            self.request_log.record(requestlog.Entry(
-                arrived, endpoint, status, latency * 1000.0, request_id,
-                len(inputs) if inputs is not None and predicted is not None else 0,
-                inputs if sampled else None, predicted if sampled else None, error,
-            ))
+            # the validated block and the predictions as they are (an Entry's fields, as a plain tuple): the
+            # log's writer thread encodes them
+            if predicted is None:
+                self.request_log.record((arrived, endpoint, status, latency * 1000.0, request_id, 0, None, None, error))
+            elif self.sample_rate >= 1.0 or random.random() < self.sample_rate:
+                self.request_log.record((arrived, endpoint, status, latency * 1000.0, request_id, len(predicted),
+                                         inputs, predicted, None))
+            else:
+                self.request_log.record((arrived, endpoint, status, latency * 1000.0, request_id, len(predicted),
+                                         None, None, None))
         return status, content, request_id, json_length
 
     # ----- metadata and health -------------------------------------------------------------------
