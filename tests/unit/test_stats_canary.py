@@ -284,3 +284,62 @@ def test_latency_histogram_bins_are_log_spaced_and_conservative() -> None:
     assert canary.EDGES_MS[one - 1] <= 1.0 < canary.EDGES_MS[one]
     assert canary.EDGES_MS[1] / canary.EDGES_MS[0] == pytest.approx(10 ** (1 / canary.BINS_PER_DECADE))
     assert math.isnan(canary.histogram_quantile(np.zeros(canary.N_BINS, dtype=np.int64), 0.95))
+
+
+# -- the vectorised kernels the analysis runs (and the simulation study calls on many runs at once) --
+
+
+def test_proportion_step_over_many_runs_equals_one_run_at_a_time() -> None:
+    rng = np.random.default_rng(13)
+    def counts(events: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        k_c, n_c, k_s, n_s = (np.asarray(x, dtype=float) for x in (rng.integers(0, events, 6), rng.integers(lo, hi, 6),
+                                                                  rng.integers(0, events, 6), rng.integers(lo, hi, 6)))
+        return k_c, n_c, k_s, n_s
+
+    before, block = counts(20, 100, 900), counts(3, 5, 50)
+    greater, less = canary.proportion_step(before, block, 0.01)
+    assert greater.shape == (6, len(canary.DIFFERENCE_GRID), 1 + len(canary.GREATER_OFFSETS))
+    assert less.shape == (6, len(canary.DIFFERENCE_GRID), 1 + len(canary.LESS_OFFSETS))
+    for i in range(6):
+        g, le = canary.proportion_step(tuple(x[i] for x in before), tuple(x[i] for x in block), 0.01)
+        np.testing.assert_allclose(greater[i], g, rtol=1e-12)
+        np.testing.assert_allclose(less[i], le, rtol=1e-12)
+    # the decision columns alone are the full grid's columns
+    g01, l01 = canary.proportion_step(before, block, 0.01, grid=(0.0, 1.0))
+    np.testing.assert_allclose(g01[:, 0], greater[:, canary.DIFFERENCE_GRID.index(0.0)], rtol=1e-12)
+    np.testing.assert_allclose(l01[:, 1], less[:, canary.DIFFERENCE_GRID.index(1.0)], rtol=1e-12)
+
+
+def test_mixture_weights_are_a_fixed_convex_combination() -> None:
+    # a weighted mean of e-processes with weights fixed in advance is an e-process: weights >= 0, sum 1
+    for weights, offsets in ((canary.GREATER_WEIGHTS, canary.GREATER_OFFSETS),
+                             (canary.LESS_WEIGHTS, canary.LESS_OFFSETS)):
+        assert len(weights) == 1 + len(offsets)
+        assert min(weights) >= 0 and sum(weights) == pytest.approx(1.0)
+    x = np.log(np.array([[2.0, 4.0, 8.0, 16.0]]))
+    expected = math.log(float(np.dot(canary.GREATER_WEIGHTS, [2.0, 4.0, 8.0, 16.0])))
+    up, _ = canary.proportion_tests(x, np.zeros((1, 3)), alpha=1 / (math.exp(expected) - 1e-9), beta=0.5)
+    assert bool(up[0])
+    up, _ = canary.proportion_tests(x, np.zeros((1, 3)), alpha=1 / (math.exp(expected) + 1e-6), beta=0.5)
+    assert not bool(up[0])
+
+
+def test_rank_edges_are_the_quantile_bounds_of_the_histogram() -> None:
+    from roost.stats import sequential
+
+    rng = np.random.default_rng(14)
+    for n in (200, 1000, 5000):
+        hist = canary.latency_bins(100 * np.exp(0.5 * rng.standard_normal(n)))
+        below = np.concatenate(([0], np.cumsum(hist)[:canary.N_EDGES], [n]))
+        lo, hi = sequential.quantile_bounds(below, n, 0.95, alpha_lower=0.0125, alpha_upper=0.1, n_opt=500)
+        r_lo, r_hi, _, _ = canary.quantile_ranks(n, n, 0.95, 0.025, 0.2, 0.5, 500.0)
+        e_lo, e_hi = canary.rank_edges(np.cumsum(hist), r_lo, r_hi)
+        assert (int(e_lo), int(e_hi)) == (lo if lo is not None else 0, hi if hi is not None else canary.N_EDGES + 1)
+
+
+def test_js_bounds_array_equals_js_bounds_row_by_row() -> None:
+    rng = np.random.default_rng(15)
+    boxes = np.sort(rng.dirichlet([2, 3, 4], size=(5, 4)), axis=1)  # (runs, lo/hi x 2 versions, classes)
+    lower, upper = canary.js_bounds_array(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])
+    for i in range(5):
+        assert (lower[i], upper[i]) == pytest.approx(canary.js_bounds(*boxes[i]))

@@ -247,3 +247,17 @@ def test_quantile_sequence_covers_the_true_quantile_under_monitoring() -> None:
                 misses += 1
                 break
     assert misses / runs <= 0.10 + 3 * math.sqrt(0.1 * 0.9 / runs)
+
+
+def test_quantile_thresholds_are_exact_whatever_the_hint() -> None:
+    # the thresholds are searched first around the last answer (speed); the answer must not depend on it
+    rng = np.random.default_rng(7)
+    for p, lower, upper in ((0.95, 0.0125, 0.1), (0.99, 0.005, 0.1), (0.5, 0.05, 0.05)):
+        n = 1
+        for _ in range(150):
+            n += int(rng.choice([1, 10, 90, 400]))
+            hinted = sq.quantile_thresholds.__wrapped__(n, p, lower, upper, 500.0)
+            saved = dict(sq._HINTS)
+            sq._HINTS.clear()
+            assert sq.quantile_thresholds.__wrapped__(n, p, lower, upper, 500.0) == hinted
+            sq._HINTS.update(saved)

@@ -52,6 +52,23 @@ Latency quantiles need no distributional assumption: the histogram (400 log-spac
 0.58 % wide) costs at most one bin per bound, always on the conservative side. Prediction shift
 treats a class that neither version ever predicted as absent.
 
+Error-rate tests in detail: per null boundary ``d``, each side keeps one e-process per alternative —
+the predictable plug-in, and fixed offsets from stable's estimated rate (:data:`GREATER_OFFSETS`,
+:data:`LESS_OFFSETS`) — and decides on their weighted mean (:data:`GREATER_WEIGHTS`,
+:data:`LESS_WEIGHTS`, fixed in advance: a convex combination of e-processes is one). A mixture pays
+``log(1/w)`` of evidence for holding the right alternative at weight ``w``, so the weights follow the
+design: Fail is aimed at regressions of 1-4 margins, Pass at a candidate as good as stable (its
+"equal" alternative weighs 0.7). In the simulation study (``bench/canary_simulation.py``) equal
+weights made promotion at zero effect ~10 % slower at a 10 % canary.
+
+Cost: :meth:`Analysis.update` is O(batch); a judgement is O(1) in requests — a few vectorised numpy
+calls per metric: the quantile sequences' count thresholds depend on the sample size only (cached,
+and searched from the last answer), class-share bounds are found by bisection (the dominant cost
+of prediction-shift). The functions :func:`proportion_step`, :func:`proportion_tests`,
+:func:`quantile_ranks`, :func:`rank_edges`, :func:`quantile_tests` and :func:`js_bounds_array` are
+what :class:`Analysis` runs; they broadcast over leading axes, so the simulation study runs the very
+same code on thousands of simulated rollouts at once (and checks it against :class:`Analysis`).
+
 Sources: Howard, Ramdas, McAuliffe & Sekhon, Ann. Statist. 49(2), 2021 (confidence sequences,
 beta-binomial mixtures); Howard & Ramdas, Bernoulli 28(3), 2022 (quantiles); Turner, Ly & Grünwald,
 Stat. Probab. Lett. 2024, and Grünwald, de Heide & Koolen, JRSS B 2024 (growth-optimal e-values for
@@ -335,10 +352,16 @@ def latency_bins(latencies_ms: npt.ArrayLike) -> IntArray:
     """Histogram counts (``N_BINS``) of latencies in ms; NaN, infinite and negative values are dropped."""
     x = np.asarray(latencies_ms, dtype=np.float64).ravel()
     x = x[np.isfinite(x) & (x >= 0)]
+    return np.bincount(latency_bin_index(x), minlength=N_BINS).astype(np.int64)
+
+
+def latency_bin_index(latencies_ms: npt.ArrayLike) -> IntArray:
+    """The histogram bin of each (finite, non-negative) latency in ms: bin ``j`` spans
+    ``[_ALL_EDGES[j], _ALL_EDGES[j + 1])``."""
+    x = np.asarray(latencies_ms, dtype=np.float64)
     with np.errstate(divide="ignore"):
         idx = np.floor((np.log10(x) - LATENCY_LOG10_MIN) * BINS_PER_DECADE) + 1
-    idx = np.clip(idx, 0, N_BINS - 1).astype(np.int64)
-    return np.bincount(idx, minlength=N_BINS).astype(np.int64)
+    return np.asarray(np.clip(idx, 0, N_BINS - 1), dtype=np.int64)
 
 
 def histogram_quantile(counts: IntArray, p: float) -> float:
@@ -391,21 +414,30 @@ def js_bounds(
     c_lo: FloatArray, c_hi: FloatArray, s_lo: FloatArray, s_hi: FloatArray,
 ) -> tuple[float, float]:
     """Bounds on the base-2 JS distance between P and Q with each ``P_k in [c_lo, c_hi]``,
-    ``Q_k in [s_lo, s_hi]``.
+    ``Q_k in [s_lo, s_hi]`` (one distribution: :func:`js_bounds_array` for many at once)."""
+    lower, upper = js_bounds_array(c_lo, c_hi, s_lo, s_hi)
+    return float(lower), float(upper)
+
+
+def js_bounds_array(
+    c_lo: npt.ArrayLike, c_hi: npt.ArrayLike, s_lo: npt.ArrayLike, s_hi: npt.ArrayLike,
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`js_bounds` over leading axes: classes on the last axis, ``(lower, upper)`` per leading index.
 
     The divergence is ``sum_k phi(P_k, Q_k)`` with ``phi`` jointly convex, 0 on the diagonal,
     increasing away from it. Dropping the constraint that shares sum to 1 only widens the set, so:
     the maximum of each term over its box is at one of the four corners; the minimum is 0 when the
-    two intervals overlap, else at the two nearest ends. Returns ``(lower, upper)`` distances.
+    two intervals overlap, else at the two nearest ends.
     """
-    corners = [_js_term(a, b) for a in (c_lo, c_hi) for b in (s_lo, s_hi)]
-    upper = float(np.max(np.stack(corners), axis=0).sum())
-    below = c_hi < s_lo
-    above = c_lo > s_hi
-    lower_terms = np.where(below, _js_term(c_hi, s_lo), np.where(above, _js_term(c_lo, s_hi), 0.0))
-    lower = float(lower_terms.sum())
+    c_lo_, c_hi_, s_lo_, s_hi_ = (np.asarray(x, dtype=np.float64) for x in (c_lo, c_hi, s_lo, s_hi))
+    corners = [_js_term(a, b) for a in (c_lo_, c_hi_) for b in (s_lo_, s_hi_)]
+    upper = np.max(np.stack(corners), axis=0).sum(axis=-1)
+    below = c_hi_ < s_lo_
+    above = c_lo_ > s_hi_
+    lower = np.where(below, _js_term(c_hi_, s_lo_), np.where(above, _js_term(c_lo_, s_hi_), 0.0)).sum(axis=-1)
     ln2 = math.log(2)
-    return (math.sqrt(min(max(lower, 0.0), ln2) / ln2), math.sqrt(min(max(upper, 0.0), ln2) / ln2))
+    return (np.asarray(np.sqrt(np.clip(lower, 0.0, ln2) / ln2), dtype=np.float64),
+            np.asarray(np.sqrt(np.clip(upper, 0.0, ln2) / ln2), dtype=np.float64))
 
 
 #: Null boundaries ``d`` (in margins) at which each proportion metric keeps e-processes, both sides:
@@ -417,6 +449,13 @@ _ZERO, _ONE = DIFFERENCE_GRID.index(0.0), DIFFERENCE_GRID.index(1.0)
 #: "equal, or better by half a margin" against ``>= margin``.
 GREATER_OFFSETS = (1.0, 2.0, 4.0)
 LESS_OFFSETS = (-1.0, -1.5)
+#: Weights of the alternatives (plug-in first) in each side's mixture of e-processes — fixed in advance,
+#: so the weighted mean is an e-process too. A mixture pays ``log(1/w)`` of evidence for betting on
+#: the right alternative with weight ``w``: Fail is designed for regressions of 1-4 margins, Pass for
+#: a candidate as good as stable (its "equal" alternative carries most weight; the plug-in and "better
+#: by half a margin" cover better candidates).
+GREATER_WEIGHTS = (0.1, 0.3, 0.35, 0.25)
+LESS_WEIGHTS = (0.15, 0.7, 0.15)
 
 
 def _difference_grid(margin: float) -> FloatArray:
@@ -424,21 +463,135 @@ def _difference_grid(margin: float) -> FloatArray:
     return np.asarray(DIFFERENCE_GRID, dtype=np.float64) * scale
 
 
-def _alternatives(q_c: float, q_s: float, grid: FloatArray, offsets: tuple[float, ...], scale: float) -> FloatArray:
-    """Candidate rates to bet on, shape (grid, 1 + offsets): the plug-in, then fixed offsets."""
-    fixed = q_s + grid[:, None] + np.asarray(offsets)[None, :] * scale
-    alt = np.concatenate([np.full((grid.size, 1), q_c), fixed], axis=1)
-    return np.asarray(np.clip(alt, 1e-9, 1 - 1e-9), dtype=np.float64)
+def _log_mean_exp(x: FloatArray, weights: Sequence[float] | None = None) -> FloatArray:
+    """``log sum_i w_i exp(x_i)`` over the last axis (``w_i = 1/n`` by default), in plain numpy."""
+    w = np.full(x.shape[-1], 1.0 / x.shape[-1]) if weights is None else np.asarray(weights, dtype=np.float64)
+    top = np.max(x, axis=-1, keepdims=True)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(w * np.exp(x - safe), axis=-1)) + safe[..., 0]
+    return np.asarray(out, dtype=np.float64)
 
 
-def _log_mean_exp(x: FloatArray) -> FloatArray:
-    return np.asarray(special.logsumexp(x, axis=-1) - math.log(x.shape[-1]), dtype=np.float64)
-
-
-def _plug_in(k: int, n: int, margin: float) -> float:
+def _plug_in(k: npt.ArrayLike, n: npt.ArrayLike, margin: float) -> FloatArray:
     """The rate a block bets on: ``(k + 1) / (n + 1 + 1/margin)`` — shrunk towards rates of the order of
     the margin while data are few, never 0 or 1. Power depends on it; validity does not."""
-    return (k + 1.0) / (n + 1.0 + 1.0 / max(margin, 1e-3))
+    return np.asarray((_f(k) + 1.0) / (_f(n) + 1.0 + 1.0 / max(margin, 1e-3)), dtype=np.float64)
+
+
+def _f(x: npt.ArrayLike) -> FloatArray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def proportion_step(
+    before: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
+    block: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
+    margin: float, grid: Sequence[float] = DIFFERENCE_GRID,
+) -> tuple[FloatArray, FloatArray]:
+    """The log factors one block adds to a proportion metric's e-processes.
+
+    Args:
+        before: ``(k_c, n_c, k_s, n_s)``, events and requests of each version before the block: the
+            predictable plug-in rates come from them (:func:`_plug_in`).
+        block: the same counts for the block's new requests.
+        margin: the metric's ``maxIncrease``.
+        grid: null boundaries ``d`` in margins (:data:`DIFFERENCE_GRID`; the decisions need only 0
+            and 1).
+
+    Returns:
+        ``(greater, less)``, shapes ``(..., len(grid), 1 + len(GREATER_OFFSETS))`` and
+        ``(..., len(grid), 1 + len(LESS_OFFSETS))``: per null ``d``, per alternative (the plug-in, then
+        the fixed offsets), the log factor against ``p_c - p_s <= d`` (greater) and ``>= d`` (less).
+        Leading axes are those of the counts — one analysis, or many simulated runs at once.
+    """
+    k_c0, n_c0, k_s0, n_s0 = (_f(x)[..., None, None] for x in before)
+    k_c, n_c, k_s, n_s = (_f(x)[..., None, None] for x in block)
+    scale = margin if margin > 0 else 0.01
+    d = np.asarray(grid, dtype=np.float64)[:, None] * scale
+    q_c = np.clip(_plug_in(k_c0, n_c0, margin), 1e-9, 1 - 1e-9)
+    q_s = _plug_in(k_s0, n_s0, margin)
+    alts = []
+    for offsets in (GREATER_OFFSETS, LESS_OFFSETS):
+        fixed = np.clip(q_s + d + np.asarray(offsets, dtype=np.float64) * scale, 1e-9, 1 - 1e-9)
+        alts.append(np.concatenate([np.broadcast_to(q_c, (*fixed.shape[:-1], 1)), fixed], axis=-1))
+    split = alts[0].shape[-1]
+    greater = np.arange(split + alts[1].shape[-1]) < split  # one call for both sides
+    both = sequential.plug_in_block_log_e(k_c, n_c, k_s, n_s, np.concatenate(alts, axis=-1), q_s, d, greater=greater)
+    out = [both[..., :split], both[..., split:]]
+    return out[0], out[1]
+
+
+def proportion_tests(
+    greater: npt.ArrayLike, less: npt.ArrayLike, alpha: float, beta: float,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Which nulls the log e-processes (alternatives on the last axis) reject: ``p_c - p_s <= d`` where
+    the weighted mean of ``greater`` (:data:`GREATER_WEIGHTS`) reaches ``1/alpha``, ``p_c - p_s >= d``
+    where that of ``less`` (:data:`LESS_WEIGHTS`) reaches ``1/beta``. At ``d = 0`` the first is Fail,
+    at ``d = margin`` the second is Pass."""
+    rejected_up = _log_mean_exp(_f(greater), GREATER_WEIGHTS) >= math.log(1 / alpha)
+    rejected_down = _log_mean_exp(_f(less), LESS_WEIGHTS) >= math.log(1 / beta)
+    return np.asarray(rejected_up, dtype=np.bool_), np.asarray(rejected_down, dtype=np.bool_)
+
+
+def quantile_ranks(
+    n_c: int, n_s: int, p: float, alpha: float, beta: float, candidate_share: float, n_opt: float,
+) -> tuple[int, int, int, int]:
+    """The order statistics a quantile metric's verdict needs, as ranks (1-based; 0: none):
+    candidate lower (level ``alpha * share``) and upper (``beta * share``), stable lower
+    (``beta * (1 - share)``) and upper (``alpha * (1 - share)``). A lower bound is the edge at or below
+    its order statistic, an upper bound the edge above (:func:`rank_edges`); see
+    :func:`sequential.quantile_thresholds`."""
+    out: list[int] = []
+    for n, a_lower, a_upper in ((n_c, alpha * candidate_share, beta * candidate_share),
+                                (n_s, beta * (1 - candidate_share), alpha * (1 - candidate_share))):
+        k_lo, k_hi = sequential.quantile_thresholds(n, p, a_lower, a_upper, n_opt)
+        out += [0 if k_lo is None else k_lo + 1, 0 if k_hi is None else n - k_hi]
+    return out[0], out[1], out[2], out[3]
+
+
+def rank_edges(cum: npt.ArrayLike, rank_lower: npt.ArrayLike, rank_upper: npt.ArrayLike) -> tuple[IntArray, IntArray]:
+    """Indices into the edges (``0, EDGES_MS, inf``) of the bounds whose order statistics have the given
+    ranks: the bin of the ``r``-th smallest latency is the first whose cumulative count reaches ``r``;
+    a lower bound is that bin's lower edge, an upper bound its upper edge. Rank 0: no bound (edge
+    ``0`` for a lower bound, ``inf`` for an upper one). ``cum`` is a histogram's cumulative counts on
+    the last axis; ranks broadcast over the leading axes."""
+    cum_ = np.asarray(cum, dtype=np.int64)
+    r_lo, r_hi = np.broadcast_arrays(np.asarray(rank_lower), np.asarray(rank_upper), cum_[..., 0])[:2]
+    # every row is non-decreasing: shifted by row * (its maximum + 1), the rows form one sorted array,
+    # so one searchsorted counts, per row, the bins whose cumulative count is below the rank
+    rows = cum_.reshape(-1, cum_.shape[-1])
+    step = int(rows[:, -1].max(initial=0)) + 1
+    shift = np.arange(rows.shape[0], dtype=np.int64) * step
+    flat = (rows + shift[:, None]).ravel()
+
+    def below(rank: npt.NDArray[Any]) -> IntArray:
+        r = np.asarray(rank, dtype=np.int64).reshape(-1)
+        found = np.searchsorted(flat, np.minimum(r, step) + shift, side="left") - shift // step * rows.shape[1]
+        return np.asarray(found.reshape(rank.shape), dtype=np.int64)
+
+    lo = np.where(r_lo > 0, below(r_lo), 0)
+    hi = np.where(r_hi > 0, below(r_hi) + 1, _ALL_EDGES.size - 1)
+    return np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+
+
+def quantile_tests(
+    lo_c: npt.ArrayLike, hi_c: npt.ArrayLike, lo_s: npt.ArrayLike, hi_s: npt.ArrayLike, margin: float,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], FloatArray, FloatArray]:
+    """``(fail, pass, lower, upper)`` of a quantile ratio from the versions' bound indices (:func:`rank_edges`).
+
+    ``q_c >= x_lo_c`` and ``q_s < x_hi_s`` give ``q_c / q_s > lower = x_lo_c / x_hi_s`` (Fail when
+    ``x_lo_c >= x_hi_s``: slower than stable); ``q_c < x_hi_c`` and ``q_s >= x_lo_s`` give
+    ``q_c / q_s < upper = x_hi_c / x_lo_s`` (Pass when ``upper <= margin``).
+    """
+    x_lo_c, x_hi_c = _ALL_EDGES[np.asarray(lo_c)], _ALL_EDGES[np.asarray(hi_c)]
+    x_lo_s, x_hi_s = _ALL_EDGES[np.asarray(lo_s)], _ALL_EDGES[np.asarray(hi_s)]
+    finite = np.isfinite(x_hi_s) & (x_hi_s > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = np.where(finite, x_lo_c / np.where(finite, x_hi_s, 1.0), 0.0)
+        upper = np.where(x_lo_s > 0, x_hi_c / np.where(x_lo_s > 0, x_lo_s, 1.0), np.inf)
+    fail = finite & (x_lo_c >= x_hi_s) & (x_lo_c > 0)
+    return (np.asarray(fail, dtype=np.bool_), np.asarray(upper <= margin, dtype=np.bool_),
+            np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64))
 
 
 def _pct(x: float) -> str:
@@ -554,20 +707,11 @@ class Analysis:
                 continue
             col = 1 if spec.status_class == 5 else 2
             k_c, k_s = (c.errors, s.errors) if col == 1 else (c.rejections, s.rejections)
-            q_c = _plug_in(k_c - pc[col], c.requests - pc[0], spec.margin)
-            q_s = _plug_in(k_s - ps[col], s.requests - ps[0], spec.margin)
-            grid = _difference_grid(spec.margin)
-            scale = spec.margin if spec.margin > 0 else 0.01
+            greater, less = proportion_step((k_c - pc[col], c.requests - pc[0], k_s - ps[col], s.requests - ps[0]),
+                                            (pc[col], pc[0], ps[col], ps[0]), spec.margin)
             ev = self.evidence[spec.name]
-            up = _alternatives(q_c, q_s, grid, GREATER_OFFSETS, scale)
-            down = _alternatives(q_c, q_s, grid, LESS_OFFSETS, scale)
-            alt = np.concatenate([up, down], axis=1)
-            greater = np.zeros(alt.shape, dtype=bool)
-            greater[:, :up.shape[1]] = True
-            step = sequential.plug_in_block_log_e(pc[col], pc[0], ps[col], ps[0], alt, q_s, grid[:, None],
-                                                  greater=greater)
-            ev["greater"] = (np.asarray(ev["greater"]) + step[:, :up.shape[1]]).tolist()
-            ev["less"] = (np.asarray(ev["less"]) + step[:, up.shape[1]:]).tolist()
+            ev["greater"] = (np.asarray(ev["greater"]) + greater).tolist()
+            ev["less"] = (np.asarray(ev["less"]) + less).tolist()
         self.pending = {Version.STABLE: [0, 0, 0], Version.CANDIDATE: [0, 0, 0]}
 
     def _count_predictions(self, state: VersionState, predictions: npt.ArrayLike) -> None:
@@ -668,9 +812,8 @@ class Analysis:
         x_c, x_s = k_c / n_c, k_s / n_s
         grid = _difference_grid(spec.margin)
         ev = self.evidence[spec.name]
-        t_fail, t_pass = math.log(1 / self.alpha_per_metric), math.log(1 / self.beta_per_metric)
-        greater = _log_mean_exp(np.asarray(ev["greater"])) >= t_fail  # p_c - p_s > d, at level alpha/m
-        less = _log_mean_exp(np.asarray(ev["less"])) >= t_pass  # p_c - p_s < d, at level beta
+        # per d of the grid: p_c - p_s > d shown at level alpha/m, p_c - p_s < d at level beta
+        greater, less = proportion_tests(ev["greater"], ev["less"], self.alpha_per_metric, self.beta_per_metric)
         lower = float(grid[np.flatnonzero(greater)[-1]]) if greater.any() else -1.0
         upper = float(grid[np.flatnonzero(less)[0]]) if less.any() else 1.0
         fail, passed = bool(greater[_ZERO]), bool(less[_ONE])
@@ -692,24 +835,18 @@ class Analysis:
         n_c, n_s = c.latencies, s.latencies
         if n_c < self.min_requests or n_s < self.min_requests:
             return self._not_enough(spec, "latencies", n_c, n_s)
-        a, b, share = self.alpha_per_metric, self.beta_per_metric, self.candidate_share
-        # candidate: lower bound spends alpha (fail), upper spends beta (pass); stable the reverse.
-        lo_c, hi_c = sequential.quantile_bounds(self._below(c), n_c, p, alpha_lower=a * share,
-                                                alpha_upper=b * share, n_opt=self.tune_requests)
-        lo_s, hi_s = sequential.quantile_bounds(self._below(s), n_s, p, alpha_lower=b * (1 - share),
-                                                alpha_upper=a * (1 - share), n_opt=self.tune_requests)
-        x_lo_c = _ALL_EDGES[lo_c] if lo_c is not None else 0.0
-        x_hi_c = _ALL_EDGES[hi_c] if hi_c is not None else math.inf
-        x_lo_s = _ALL_EDGES[lo_s] if lo_s is not None else 0.0
-        x_hi_s = _ALL_EDGES[hi_s] if hi_s is not None else math.inf
-        # q_c >= x_lo_c and q_s < x_hi_s: q_c / q_s > x_lo_c / x_hi_s; q_c < x_hi_c, q_s >= x_lo_s.
-        lower = x_lo_c / x_hi_s if math.isfinite(x_hi_s) and x_hi_s > 0 else 0.0
-        upper = x_hi_c / x_lo_s if x_lo_s > 0 else math.inf
+        ranks = quantile_ranks(n_c, n_s, p, self.alpha_per_metric, self.beta_per_metric, self.candidate_share,
+                               self.tune_requests)
+        cum_c, cum_s = np.cumsum(c.latency), np.cumsum(s.latency)
+        lo_c, hi_c = rank_edges(cum_c, ranks[0], ranks[1])
+        lo_s, hi_s = rank_edges(cum_s, ranks[2], ranks[3])
+        fail_, pass_, lower_, upper_ = quantile_tests(lo_c, hi_c, lo_s, hi_s, spec.margin)
+        lower, upper = float(lower_), float(upper_)
         q_c, q_s = histogram_quantile(c.latency, p), histogram_quantile(s.latency, p)
         what = f"p{100 * p:g} candidate {q_c:.4g} ms vs stable {q_s:.4g} ms, ratio in [{lower:.3g}, {upper:.3g}]"
-        if math.isfinite(x_hi_s) and x_lo_c >= x_hi_s and x_lo_c > 0:
+        if fail_:
             outcome, reason, msg = Outcome.FAIL, "WorseThanStable", f"{what}: slower than stable"
-        elif upper <= spec.margin:
+        elif pass_:
             outcome, reason, msg = Outcome.PASS, "WithinMargin", f"{what}: below x{spec.margin:g}"
         else:
             outcome, reason, msg = (Outcome.INCONCLUSIVE, "NoVerdictYet",

@@ -40,6 +40,7 @@ in batches of any size: a batch boundary is just a time at which the (super)mart
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -51,8 +52,9 @@ from scipy import special
 FloatArray = npt.NDArray[np.float64]
 Side = Literal["greater", "less", "two-sided"]
 
-#: Bisection steps for bounds found by inverting tests (precision 2**-24 of the bracket).
-BISECTION_STEPS = 24
+#: Bisection steps for bounds found by inverting tests (precision 2**-14 of the bracket: about 1e-5
+#: or better for a share; the bound returned is always the rejected, conservative end).
+BISECTION_STEPS = 14
 
 
 def _arr(x: npt.ArrayLike) -> FloatArray:
@@ -230,14 +232,22 @@ def bernoulli_bounds(
         a, b = beta_binomial_prior(p, p * (1 - p) * n_opt, level)
         return np.asarray(beta_binomial_log_e(k, n, p, a, b, side=side) >= threshold, dtype=np.bool_)
 
-    # lower: rejected (side greater) below the root, accepted at p_hat; keep the rejected end
-    lo, hi = np.zeros_like(p_hat), p_hat.copy()
+    # Brackets: a generous normal-approximation width around p_hat, used where its far end is
+    # rejected (one evaluation), else the whole side; then bisection, keeping the rejected end.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = 4 * np.sqrt(2 * threshold * np.maximum(p_hat * (1 - p_hat), 1 / np.maximum(n, 1)) /
+                            np.maximum(n, 1)) + 4 / np.maximum(n, 1)
+    far = np.clip(p_hat - width, 0.0, 1.0)
+    lo = np.where((far > 0) & rejects(np.maximum(far, 1e-300), "greater"), far, 0.0)
+    hi = p_hat.copy()
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
         r = rejects(mid, "greater")
         lo, hi = np.where(r, mid, lo), np.where(r, hi, mid)
     lower = np.where((n > 0) & (k > 0), lo, 0.0)
-    lo, hi = p_hat.copy(), np.ones_like(p_hat)
+    far = np.clip(p_hat + width, 0.0, 1.0)
+    hi = np.where((far < 1) & rejects(np.minimum(far, 1 - 1e-16), "less"), far, 1.0)
+    lo = p_hat.copy()
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
         r = rejects(mid, "less")
@@ -379,15 +389,7 @@ def quantile_bounds(
         ``(lower, upper)`` indices into the edges; ``None`` when no edge qualifies.
     """
     counts = _arr(below)
-    lo_a, lo_b = beta_binomial_prior(p, p * (1 - p) * n_opt, alpha_lower)
-    hi_a, hi_b = beta_binomial_prior(p, p * (1 - p) * n_opt, alpha_upper)
-    t_lo, t_hi = math.log(1 / alpha_lower), math.log(1 / alpha_upper)
-    # Thresholds on the count, then edges. With k/n >= p, E_less <= 1 (every alternative q < p fits
-    # worse than p), so only counts below n p can reject "F >= p"; mirror for the upper bound.
-    k_lo = _last_true(lambda k: beta_binomial_log_e(k, n, p, lo_a, lo_b, side="less") >= t_lo,
-                      0, math.floor(n * p))
-    k_hi = _last_true(lambda k: beta_binomial_log_e(n - k, n, p, hi_a, hi_b, side="greater") >= t_hi,
-                      0, n - math.ceil(n * p))
+    k_lo, k_hi = quantile_thresholds(n, p, alpha_lower, alpha_upper, n_opt)
     lower = upper = None
     if k_lo is not None:  # edges whose count is <= k_lo are rejected: the last of them
         i = int(np.searchsorted(counts, k_lo, side="right")) - 1
@@ -398,10 +400,63 @@ def quantile_bounds(
     return lower, upper
 
 
-def _last_true(holds: Callable[[FloatArray], npt.NDArray[np.bool_]], lo: int, hi: int) -> int | None:
+@functools.lru_cache(maxsize=4096)
+def quantile_thresholds(
+    n: int, p: float, alpha_lower: float, alpha_upper: float, n_opt: float = 1000.0,
+) -> tuple[int | None, int | None]:
+    """The count thresholds behind :func:`quantile_bounds`, which depend on ``n`` only (cached).
+
+    ``k_lo``: the largest count ``k`` with ``log E_less(k) >= log(1/alpha_lower)`` — an edge with at
+    most ``k_lo`` observations below it lies at or below ``q_p``; ``k_hi``: the largest ``k`` with
+    ``log E_greater(n - k) >= log(1/alpha_upper)`` — an edge with at least ``n - k_hi`` observations
+    below it lies above ``q_p``. ``None`` when no count qualifies. In order statistics: the lower
+    bound is the edge at or below the ``(k_lo + 1)``-th smallest observation, the upper bound the edge
+    above the ``(n - k_hi)``-th.
+    """
+    lo_a, lo_b = beta_binomial_prior(p, p * (1 - p) * n_opt, alpha_lower)
+    hi_a, hi_b = beta_binomial_prior(p, p * (1 - p) * n_opt, alpha_upper)
+    t_lo, t_hi = math.log(1 / alpha_lower), math.log(1 / alpha_upper)
+    # With k/n >= p, E_less <= 1 (every alternative q < p fits worse than p), so only counts below
+    # n p can reject "F >= p"; mirror for the upper bound.
+    k_lo = _last_true(lambda k: beta_binomial_log_e(k, n, p, lo_a, lo_b, side="less") >= t_lo,
+                      0, math.floor(n * p), _hint(("lo", p, alpha_lower, n_opt), n, p))
+    k_hi = _last_true(lambda k: beta_binomial_log_e(n - k, n, p, hi_a, hi_b, side="greater") >= t_hi,
+                      0, n - math.ceil(n * p), _hint(("hi", p, alpha_upper, n_opt), n, 1 - p))
+    _HINTS[("lo", p, alpha_lower, n_opt)] = (n, k_lo)
+    _HINTS[("hi", p, alpha_upper, n_opt)] = (n, k_hi)
+    return k_lo, k_hi
+
+
+#: The last threshold found per (side, p, level, n_opt): a guess for the next ``n`` (speed only —
+#: the search is exact whatever the guess).
+_HINTS: dict[tuple[str, float, float, float], tuple[int, int | None]] = {}
+
+
+def _hint(key: tuple[str, float, float, float], n: int, slope: float) -> int | None:
+    last = _HINTS.get(key)
+    if last is None or last[1] is None:
+        return None
+    return round(last[1] + (n - last[0]) * slope)
+
+
+def _last_true(
+    holds: Callable[[FloatArray], npt.NDArray[np.bool_]], lo: int, hi: int, hint: int | None = None,
+) -> int | None:
     """The largest integer ``k`` in ``[lo, hi]`` where ``holds`` (true up to some point, then false), or
-    ``None``; evaluated on a coarse grid, then on every integer of the bracket — vectorised."""
-    if hi < lo or not bool(holds(np.array([float(lo)]))[0]):
+    ``None``; first on a window around ``hint`` (one vectorised call, exact when the change from true
+    to false lies inside it), else on a coarse grid, then on every integer of the bracket."""
+    if hi < lo:
+        return None
+    if hint is not None:
+        a, b = max(lo, hint - 8), min(hi, hint + 8)
+        if a <= b:
+            ks = np.arange(a, b + 1)
+            ok = np.asarray(holds(ks.astype(np.float64)), dtype=bool)
+            if ok[0] and (not ok[-1] or b == hi):
+                return int(ks[np.flatnonzero(ok)[-1]])
+            if not ok[0] and a == lo:
+                return None
+    if not bool(holds(np.array([float(lo)]))[0]):
         return None
     while hi - lo > 64:
         grid = np.unique(np.linspace(lo, hi, 33).round().astype(np.int64))
