@@ -419,14 +419,14 @@ def ceilings(bench: Bench, core: str) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     goals: list[str] = []
-    noop = results.get("noop", {})
     for name, cells in results["models"].items():
+        noop = results.get("noop", {}).get(name, {})
         lines.append(f"\n== {name} (runtime: {results['runtimes'][name]})")
-        lines.append(f"{'cell':<14}{'server':<34}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+        lines.append(f"{'cell':<18}{'server':<30}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
         for cell, servers_ in cells.items():
             rows = 1000 if "1000" in cell else 1
             for label, r in servers_.items():
-                lines.append(f"{cell:<14}{label:<34}{r['rps']:>10.0f}{r['rps'] * rows:>11.0f}"
+                lines.append(f"{cell:<18}{label:<30}{r['rps']:>10.0f}{r['rps'] * rows:>11.0f}"
                              f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
             roost = servers_.get("roost")
             others = {k: v for k, v in servers_.items() if not k.startswith("roost")}
@@ -435,7 +435,7 @@ def report(results: dict[str, Any]) -> list[str]:
                 fastest_label, fastest = min(others.items(), key=lambda kv: kv[1]["p50_ms"])
                 ratio = roost["rps"] / best["rps"]
                 p50_ratio = roost["p50_ms"] / fastest["p50_ms"]
-                lines.append(f"{'':<14}roost / best competitor ({best_label}): {ratio:.1f}x req/s; p99 "
+                lines.append(f"{'':<18}roost / best competitor ({best_label}): {ratio:.1f}x req/s; p99 "
                              f"{roost['p99_ms']:.2f} vs {best['p99_ms']:.2f} ms; p50 {p50_ratio:.2f}x of "
                              f"{fastest_label}'s")
                 goals.extend(_goals(name, cell, roost, best, ratio, p50_ratio, noop.get(f"v2-1 {cell.split()[-1]}")))
@@ -446,9 +446,10 @@ def report(results: dict[str, Any]) -> list[str]:
                          f"batched {ceiling[f'{rt}_64']['rows_per_s']:.0f} rows/s (64-row batches), "
                          f"{ceiling[f'{rt}_1000']['rows_per_s']:.0f} rows/s (1000-row); scikit-learn predict "
                          f"1 row {ceiling['sklearn_1']['calls_per_s']:.0f} calls/s")
-    if noop:
-        lines.append("\nno-op ASGI ceiling (uvicorn+uvloop+httptools+orjson, same core): "
-                     + ", ".join(f"{cell} {r['rps']:.0f} req/s (p50 {r['p50_ms']:.2f} ms)" for cell, r in noop.items()))
+        if noop:
+            lines.append("no-op ASGI ceiling (uvicorn+uvloop+httptools+orjson, same core, just before Roost's runs): "
+                         + ", ".join(f"{cell} {r['rps']:.0f} req/s (p50 {r['p50_ms']:.2f} ms)"
+                                     for cell, r in noop.items()))
     lines.append("\n== goals")
     lines.extend(goals)
     return lines
@@ -511,9 +512,7 @@ def main() -> int:
             versions_seen[name] = versions(venv, [*(p.split("==")[0] for p in PINS[name]), "scikit-learn"])
     results["versions"] = versions_seen
     sc = args.server_core
-    with noop_server(work, sc) as noop:
-        results["noop"] = {f"{p} c={c}": measure(noop, None, "v2-1", c, args, benches[0].bodies[("any", p)])
-                           for p in ("v2-1",) for c in CONCURRENCY}
+    results["noop"] = {}
     for bench in benches:
         results["runtimes"][bench.name] = bench.runtime.get("name") + (
             f" ({bench.runtime['reason']})" if bench.runtime.get("reason") else "")
@@ -532,10 +531,19 @@ def main() -> int:
                     best = cells[key].get(label)
                     if best is None or r["rps"] > best["rps"]:
                         cells[key][label] = {**r, "variant": running.label}
-                    print(f"  {bench.name:<18}{key:<14}{running.label:<34}{r['rps']:>9.0f} req/s  "
+                    print(f"  {bench.name:<18}{key:<18}{running.label:<34}{r['rps']:>9.0f} req/s  "
                           f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms", flush=True)
 
         print(f"{bench.name}: {load()}", flush=True)
+        # the no-op ceiling just before Roost's runs of this model: a share measured minutes apart on a
+        # shared machine would compare different loads
+        with noop_server(work, sc) as noop:
+            results["noop"][bench.name] = {f"v2-1 c={c}": measure(noop, None, "v2-1", c, args,
+                                                                  bench.bodies[("any", "v2-1")])
+                                           for c in CONCURRENCY}
+        for key, r in results["noop"][bench.name].items():
+            print(f"  {bench.name:<18}{key:<18}{'no-op ASGI endpoint':<34}{r['rps']:>9.0f} req/s  "
+                  f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms", flush=True)
         if "roost" in chosen:
             with roost_server(bench, work, sc) as running:
                 run_all(running)

@@ -772,6 +772,7 @@ def main(config_path: str) -> int:
         uvicorn.Config(
             app, host=config.host, port=config.port, log_level="warning", access_log=False,
             lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, proxy_headers=False,
+            server_header=False,  # one header less to write and check per response
         )
     )
     _keep_running_after_uvicorn_reraises_signals()
