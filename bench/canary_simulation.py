@@ -75,6 +75,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -721,6 +722,9 @@ def micro_benchmark(repeat: int = 1000, size: int = 100) -> dict[str, float]:
             "state_bytes": float(len(json.dumps(a.to_dict())))}
 
 
+_OUTPUTS: dict[int, Any] = {}
+
+
 def start_confseq(cfg: Config, names: list[str]) -> subprocess.Popen[str] | None:
     """Start ``bench/canary_confseq.py`` in the baselines' virtualenv, if it has confseq; else say why not."""
     if not SEQBASE.exists():
@@ -731,18 +735,25 @@ def start_confseq(cfg: Config, names: list[str]) -> subprocess.Popen[str] | None
         print(f"confseq: skipped — it does not import in {SEQBASE}: {probe.stderr.strip().splitlines()[-1:]}")
         return None
     script = Path(__file__).resolve().parent / "canary_confseq.py"
-    return subprocess.Popen([str(SEQBASE), str(script), json.dumps(dataclasses.asdict(cfg)), json.dumps(names)],
-                            stdout=subprocess.PIPE, text=True)
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115 — closed in collect_confseq; not a pipe: results outgrow its buffer
+    proc = subprocess.Popen([str(SEQBASE), str(script), json.dumps(dataclasses.asdict(cfg)), json.dumps(names)],
+                            stdout=out, text=True)
+    _OUTPUTS[proc.pid] = out
+    return proc
 
 
 def collect_confseq(proc: subprocess.Popen[str] | None, table: dict[tuple[str, str], list[Decisions]]) -> None:
     if proc is None:
         return
-    out, _ = proc.communicate()
+    proc.wait()
+    stream = _OUTPUTS.pop(proc.pid)
     if proc.returncode != 0:
         print(f"confseq: failed (exit {proc.returncode}); its rows are left out")
         return
-    for line in out.splitlines():
+    with stream:
+        stream.seek(0)
+        lines = stream.read().splitlines()
+    for line in lines:
         r = json.loads(line)
         d = Decisions(np.asarray(r["rollback"], bool), np.asarray(r["kind"], dtype=object),
                       np.asarray(r["requests"]), float(r["seconds_per_update"]))

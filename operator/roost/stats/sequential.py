@@ -29,7 +29,9 @@ What is here, all vectorised over numpy arrays, all in log space:
 * :func:`quantile_bounds` — a confidence sequence for a fixed quantile from a histogram, after
   Howard & Ramdas, "Sequential estimation of quantiles with applications to A/B-testing and best-arm
   identification", Bernoulli 28(3), 2022 (their Thm. 1 idea: ``1{X < q_p}`` is Bernoulli(``<= p``)),
-  evaluated at histogram edges so the bounds are conservative by at most one bin.
+  evaluated at histogram edges so the bounds are conservative by at most one bin. Its count
+  thresholds depend on the sample size only: :func:`quantile_thresholds` caches them and searches
+  from the last answer (exactly: the e-process is monotone in the count).
 
 Assumptions: observations are independent; for the one-sample sequences, one stream has one fixed
 distribution (a Bernoulli mean, a latency distribution) for the whole sequence; the two-sample
