@@ -94,6 +94,33 @@ def test_v2_fast_matrix_accepts_and_refuses_as_the_general_path(
         assert _same(whole.inputs, general)
 
 
+JSON_NUMBERS = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64),
+                        st.integers(min_value=-(2**63), max_value=2**64 - 1), st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(JSON_NUMBERS, min_size=3, max_size=300), datatype=st.sampled_from(["FP64", "FP32"]))
+def test_json_bodies_skip_the_finite_check_and_get_the_same_block(values: list[Any], datatype: str) -> None:
+    """What orjson parses is finite (it refuses NaN, infinities and overflowing doubles), so the server's
+    fast path skips that check; with or without it the answer is the same."""
+    rows = len(values) // 3
+    body = orjson.dumps({"inputs": [{"name": "input-0", "datatype": datatype, "shape": [rows, 3],
+                                     "data": values[: rows * 3]}]})
+    payload = orjson.loads(body)
+    fast = _outcome(protocol.parse_v2, payload, SIGNATURE, SIGNATURE.output_names(True), from_json=True)
+    checked = _outcome(protocol.parse_v2_request, payload, SIGNATURE)
+    if isinstance(checked, str):
+        assert fast == checked
+    else:
+        assert _same(fast[1], checked.inputs)
+
+
+@pytest.mark.parametrize("text", [b"[NaN]", b"[Infinity]", b"[-Infinity]", b"[1e400]", b"[-1e309]"])
+def test_orjson_refuses_what_is_not_finite(text: bytes) -> None:
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(text)
+
+
 @settings(max_examples=300, deadline=None)
 @given(rows=st.lists(st.lists(VALUES, min_size=2, max_size=4), min_size=1, max_size=3))
 def test_v1_fast_rows_accept_and_refuse_as_the_general_path(rows: list[list[Any]]) -> None:

@@ -541,7 +541,9 @@ class _Service:
                 if type(payload) is dict:
                     given = payload.get("id")
                     request_id = given if type(given) is str else None  # known even if the rest is refused
-                _, inputs, wanted, binary_outputs = protocol.parse_v2(payload, self.signature, self.available, binary)
+                _, inputs, wanted, binary_outputs = protocol.parse_v2(
+                    payload, self.signature, self.available, binary, from_json=True
+                )
                 want_labels, want_proba = protocol.PREDICT in wanted, protocol.PREDICT_PROBA in wanted
             else:
                 if binary is not None:
