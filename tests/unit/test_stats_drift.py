@@ -447,6 +447,30 @@ def test_boolean_windows_match_the_profile_spelling(mixed: reference.Reference) 
         assert result.unseen == {} and result.drifted is False and result.samples == 1000
 
 
+@pytest.mark.parametrize("values", [
+    np.arange(1000) % 17, (np.arange(500) % 256 - 128).astype(np.int8), np.array([3, 3, 7], dtype=np.uint64),
+    np.array([2**63 + 5, 1], dtype=np.uint64), np.array([-(2**63), 2**63 - 1]), np.arange(0, 10**7, 1000),
+    np.arange(100) % 3 == 0, np.zeros(0, dtype=np.int64),
+], ids=["levels", "int8", "uint64", "uint64-huge", "int64-extremes", "wide-span", "bool", "empty"])
+def test_integer_windows_are_counted_as_by_hashing(values: np.ndarray) -> None:
+    # np.bincount for integer and boolean columns of small span, value_counts otherwise: the same counts
+    counted = drift.categorical_window(pd.Series(values))
+    hashed = drift.categorical_window(pd.Series(values.astype(object)))
+    assert dict(zip(counted.values, counted.counts.tolist(), strict=True)) == \
+        dict(zip(hashed.values, hashed.counts.tolist(), strict=True))
+    assert counted.missing == hashed.missing == 0 and counted.counts.dtype == np.int64
+
+
+def test_chi2_p_value_is_the_chi2_survival_function() -> None:
+    rng = np.random.default_rng(14)
+    for _ in range(200):
+        observed = rng.integers(0, 50, int(rng.integers(2, 30))).astype(np.float64) + 1
+        expected = rng.uniform(0.5, 2, observed.shape[0])
+        expected *= observed.sum() / expected.sum()
+        statistic, p_value = drift.chisquare(observed, expected)
+        assert p_value == float(stats.chi2.sf(statistic, observed.shape[0] - 1))
+
+
 def test_category_keys_follow_the_arrow_string_cast() -> None:
     assert [drift.category_key(v) for v in (True, np.False_, 3, np.int64(4), 2.0, 2.5, "x")] == \
         ["true", "false", "3", "4", "2", "2.5", "x"]
