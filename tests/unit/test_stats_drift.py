@@ -208,16 +208,21 @@ def test_jensenshannon_equals_scipy_base_2(case: str) -> None:
         assert value == pytest.approx(1.0)
 
 
-def test_chisquare_equals_scipy() -> None:
-    rng = np.random.default_rng(4)
-    observed = rng.integers(0, 200, 7).astype(float)
-    shares = rng.dirichlet(np.ones(7))
-    expected = shares * observed.sum()
-    statistic, p = drift.chisquare(observed, expected)
-    want = stats.chisquare(observed, expected)
-    assert statistic == pytest.approx(float(want.statistic), rel=1e-12)
-    assert p == pytest.approx(float(want.pvalue), rel=1e-9, abs=1e-15)
-    assert drift.chisquare([10.0], [10.0]) == (0.0, 1.0)
+def test_chi2_homogeneity_equals_scipys_contingency_test() -> None:
+    rng = np.random.default_rng(21)
+    for _ in range(200):
+        buckets = int(rng.integers(2, 30))
+        ref = rng.integers(0, 500, buckets).astype(np.float64)
+        win = rng.integers(0, 50, buckets).astype(np.float64)
+        ref[0], win[1] = 0, 0  # a bucket only the window has, one only the reference has
+        statistic, p_value, df = drift.chi2_homogeneity(ref, win)
+        table = np.stack([ref, win])[:, (ref + win) > 0]
+        want = stats.chi2_contingency(table, correction=False)
+        assert statistic == pytest.approx(float(want.statistic), rel=1e-12)
+        assert p_value == pytest.approx(float(want.pvalue), rel=1e-9, abs=1e-300)
+        assert df == int(want.dof)
+    assert drift.chi2_homogeneity([10.0], [10.0]) == (0.0, 1.0, 0)
+    assert drift.chi2_homogeneity([10.0, 0.0], [0.0, 0.0]) == (0.0, 1.0, 0)  # an empty window
 
 
 KS_CASES: dict[str, tuple[Draw, Draw]] = {
@@ -236,6 +241,7 @@ KS_CASES: dict[str, tuple[Draw, Draw]] = {
 
 
 @pytest.mark.parametrize("case", list(KS_CASES))
+
 def test_ks_statistic_and_p_value_equal_scipy_ks_2samp(case: str) -> None:
     rng = np.random.default_rng(5)
     make_ref, make_win = KS_CASES[case]
@@ -388,19 +394,30 @@ def test_categorical_tests_see_changed_frequencies(method: str, mixed: reference
     no_nan(moved)
 
 
-def test_chi2_uses_smoothed_reference_frequencies_as_scipy_would(mixed: reference.Reference) -> None:
+def test_chi2_is_the_two_sample_test_on_the_profiles_counts(mixed: reference.Reference) -> None:
     f = categorical(mixed, "color")
     window = pd.Series(["A"] * 480 + ["B"] * 330 + ["C"] * 190)
     result = drift.categorical_chi2(f, window, 0.05)
     order = [f.index[b] for b in result.detail["buckets"]]
-    q = f.counts[order] / f.count
-    expected = 1000 * (q + 1e-4) / (1 + 3e-4)
     observed = np.array([{"A": 480, "B": 330, "C": 190}[b] for b in result.detail["buckets"]])
-    want = stats.chisquare(observed, expected)
+    want = stats.chi2_contingency(np.stack([f.counts[order], observed]), correction=False)
     assert result.statistic == pytest.approx(float(want.statistic), rel=1e-12)
     assert result.p_value == pytest.approx(float(want.pvalue), rel=1e-9)
-    assert result.detail["df"] == 2
+    assert result.detail["df"] == 2 and result.detail["reference"] == f.counts[order].tolist()
+    assert result.detail["expected"] == pytest.approx(want.expected_freq[1].tolist(), rel=1e-12)
 
+
+def test_chi2_keeps_its_size_when_the_window_is_far_larger_than_the_reference() -> None:
+    # 17 levels, a 2,000-row reference and 200,000-row windows from the same distribution: a test
+    # that took the reference shares as exact would flag most of them; the two-sample test, ~5 %.
+    rng = np.random.default_rng(22)
+    shares = rng.dirichlet(np.ones(17) * 5)
+    flagged = 0
+    for _ in range(200):
+        ref = rng.multinomial(2_000, shares)
+        win = rng.multinomial(200_000, shares)
+        flagged += drift.chi2_homogeneity(ref, win)[1] < 0.05
+    assert 0 < flagged <= 20  # 5 % of 200 is 10; 20 leaves room for chance (binomial p ~ 0.002)
 
 def test_unseen_categories_go_to_their_own_bucket_and_are_reported(mixed: reference.Reference) -> None:
     f = categorical(mixed, "color")
@@ -464,12 +481,10 @@ def test_integer_windows_are_counted_as_by_hashing(values: np.ndarray) -> None:
 def test_chi2_p_value_is_the_chi2_survival_function() -> None:
     rng = np.random.default_rng(14)
     for _ in range(200):
-        observed = rng.integers(0, 50, int(rng.integers(2, 30))).astype(np.float64) + 1
-        expected = rng.uniform(0.5, 2, observed.shape[0])
-        expected *= observed.sum() / expected.sum()
-        statistic, p_value = drift.chisquare(observed, expected)
-        assert p_value == float(stats.chi2.sf(statistic, observed.shape[0] - 1))
-
+        ref = rng.integers(1, 500, int(rng.integers(2, 30))).astype(np.float64)
+        win = rng.integers(1, 50, ref.shape[0]).astype(np.float64)
+        statistic, p_value, df = drift.chi2_homogeneity(ref, win)
+        assert p_value == float(stats.chi2.sf(statistic, df))
 
 def test_category_keys_follow_the_arrow_string_cast() -> None:
     assert [drift.category_key(v) for v in (True, np.False_, 3, np.int64(4), 2.0, 2.5, "x")] == \

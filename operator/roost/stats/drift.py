@@ -186,21 +186,35 @@ def jensenshannon(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
     return float(min(1.0, math.sqrt(max(0.0, float(js)))))
 
 
-def chisquare(observed: npt.ArrayLike, expected: npt.ArrayLike) -> tuple[float, float]:
-    """Pearson's chi-squared goodness-of-fit statistic and p-value (``B - 1`` degrees of freedom).
+def chi2_homogeneity(reference_counts: npt.ArrayLike, window_counts: npt.ArrayLike) -> tuple[float, float, int]:
+    """Pearson's chi-squared test of homogeneity on the 2 x B table of two samples' bucket counts.
 
-    ``X2 = sum_i (o_i - e_i)^2 / e_i``, p-value ``= chi2.sf(X2, B - 1)`` (Pearson 1900; as
-    ``scipy.stats.chisquare(observed, expected)``). Every expected count must be > 0 and the two
-    must have the same total. One bucket (``B = 1``) leaves nothing to test: ``(0.0, 1.0)``.
+    With row totals ``R`` (reference) and ``W`` (window), ``N = R + W`` and column totals
+    ``c_j = r_j + w_j``, expected counts are ``R c_j / N`` and ``W c_j / N``;
+    ``X2 = sum over both rows and all columns of (count - expected)^2 / expected``, with
+    ``B' - 1`` degrees of freedom over the ``B'`` buckets either sample has (Pearson 1900; Fisher
+    1922; as ``scipy.stats.chi2_contingency(table, correction=False)``, the two-sample test
+    alibi-detect and NannyML use). Unlike a goodness-of-fit test it does not take the reference
+    shares as exact, so its size holds whatever the two sample sizes are (a 1M-row window against
+    a 100k-row reference, or a reference about the window's size). A bucket only the window has
+    (an unseen category) is a column like any other. Fewer than two non-empty buckets, or an
+    empty sample: nothing to test, ``(0.0, 1.0, 0)``.
+
+    Returns:
+        ``(statistic, p_value, degrees_of_freedom)``.
     """
-    o = np.asarray(observed, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    if o.shape[0] <= 1:
-        return 0.0, 1.0
-    statistic = float(np.sum((o - e) ** 2 / e))
-    # special.chdtrc(df, x) is what stats.chi2.sf(x, df) evaluates, without the distribution's ~50 us of
-    # argument handling per call (one call per categorical feature and check).
-    return statistic, float(special.chdtrc(o.shape[0] - 1, statistic))
+    r = np.asarray(reference_counts, dtype=np.float64)
+    w = np.asarray(window_counts, dtype=np.float64)
+    keep = (r + w) > 0
+    r, w = r[keep], w[keep]
+    total_r, total_w = float(r.sum()), float(w.sum())
+    if r.shape[0] <= 1 or total_r <= 0 or total_w <= 0:
+        return 0.0, 1.0, 0
+    share = (r + w) / (total_r + total_w)
+    expected_r, expected_w = total_r * share, total_w * share
+    statistic = float(np.sum((r - expected_r) ** 2 / expected_r) + np.sum((w - expected_w) ** 2 / expected_w))
+    df = int(r.shape[0] - 1)
+    return statistic, float(special.chdtrc(df, statistic)), df
 
 
 def bin_counts(edges: npt.NDArray[np.float64], x: FloatArray) -> IntArray:
@@ -656,12 +670,11 @@ def _categorical_test(
     detail["buckets"] = labels
     p_value: float | None = None
     if method is Method.CHI2:
-        q = expected / expected.sum()
-        smoothed = (q + EPSILON) / (1.0 + EPSILON * q.shape[0])
-        want = n * smoothed
-        statistic, p_value = chisquare(observed, want)
-        detail.update(observed=observed.tolist(), expected=want.tolist(), df=max(0, len(labels) - 1),
-                      epsilon=EPSILON, smallExpected=int(np.count_nonzero(want < 5)))
+        statistic, p_value, df = chi2_homogeneity(expected, observed)
+        column = (expected + observed) / max(1, int(expected.sum() + observed.sum()))
+        want = n * column  # the window's expected counts under homogeneity
+        detail.update(observed=observed.tolist(), reference=expected.tolist(), expected=want.tolist(), df=df,
+                      smallExpected=int(np.count_nonzero((want < 5) & (column > 0))))
     elif method in (Method.PSI, Method.JENSENSHANNON):
         detail.update(reference=_shares(expected), current=_shares(observed))
         if method is Method.PSI:
@@ -680,29 +693,24 @@ def _categorical_test(
 def categorical_chi2(
     ref: reference.CategoricalReference, values: Values, p_value: float, *, min_samples: int = 1,
 ) -> FeatureResult:
-    """Pearson chi-squared test of the window's category counts against the reference frequencies
-    (:func:`chisquare`); drift when the p-value < ``p_value``.
+    """Pearson chi-squared test of homogeneity of the window's category counts and the reference's
+    (:func:`chi2_homogeneity`, the 2 x B table); drift when the p-value < ``p_value``.
 
-    Buckets as :func:`_categorical_buckets` (listed categories, ``__other__``, ``__unseen__``).
-    Expected counts: ``n * (q_i + eps) / (1 + B * eps)`` with ``q_i`` the reference share of bucket
-    ``i``, ``B`` the number of buckets and ``eps`` = :data:`EPSILON` -- additive smoothing, so the
-    ``__unseen__`` bucket (reference share 0) expects ``~n * 1e-4`` values: one stray new value in
-    a 1,000-row window adds ~8 to the statistic, a handful makes the test fire. A reference with a
-    single category and no unseen window values has one bucket: ``statistic = 0``, ``p = 1`` (no
-    NaN). Reference counts from a sketch (``frequenciesExact: false``) are estimates
-    (``detail["referenceMaxError"]``).
+    Buckets as :func:`_categorical_buckets` (listed categories, ``__other__``, ``__unseen__``). The
+    reference side is the profile's counts (its rows, not shares taken as exact), so the test keeps
+    its size whether the window is far smaller or far larger than the reference: a goodness-of-fit
+    test against reference shares (what Evidently does) flags most unchanged columns of a 1M-row
+    window against a 100k-row reference. An ``__unseen__`` bucket (reference count 0) is a column of
+    its own: a few new values in a large window hardly move the statistic, a real share of them
+    does. A reference with a single category and no unseen window values has one bucket:
+    ``statistic = 0``, ``p = 1``, ``df = 0`` (no NaN). Reference counts from a sketch
+    (``frequenciesExact: false``) are estimates (``detail["referenceMaxError"]``); listed categories
+    are the reference's most frequent ones, so with many categories of similar counts the rest
+    share ``__other__``.
 
-    This is a goodness-of-fit test: it takes the reference frequencies as the truth, which holds
-    when the reference has many more rows than the window (10x gives a statistic ~10% too large
-    under no drift). With a reference about the size of the window the statistic is about twice
-    what it should be and false alarms follow; the two-sample test of homogeneity
-    (``scipy.stats.chi2_contingency`` on the 2 x B table) is the remedy there. Listed categories
-    are the reference's most frequent ones, so their shares are slightly biased upward when many
-    categories have similar counts.
-
-    ``detail``: ``buckets``, ``observed``, ``expected``, ``df``,
-    ``epsilon``, ``smallExpected`` (buckets expecting fewer than 5, where the chi-squared
-    approximation is rough).
+    ``detail``: ``buckets``, ``observed`` (window counts), ``reference`` (reference counts),
+    ``expected`` (the window's expected counts under homogeneity), ``df``, ``smallExpected``
+    (buckets expecting fewer than 5 window values, where the chi-squared approximation is rough).
     Empty, all-missing or below-``min_samples`` windows: an insufficient result (no verdict).
     """
     return _categorical_test(ref, values, Method.CHI2, p_value, min_samples)
