@@ -393,3 +393,58 @@ def test_many_concurrent_one_row_requests_equal_estimator_predict(lr_server: Any
     assert all(answers[i] == expected[i] for i in answers)
     frame = pd.DataFrame({"i": list(answers)})
     assert len(frame) == len(range(0, len(X), 3))
+
+
+# ----- request log backpressure: a writer that falls behind on CPU holds requests back, a slow store never -----
+def _one_row_entry(i: int) -> requestlog.Entry:
+    return requestlog.Entry(time.time(), "v2/infer", 200, 1.0, f"r{i}", 1, np.array([[float(i)]]), np.array([1]))
+
+
+def test_a_writer_behind_on_encoding_holds_requests_back(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = f"file://{tmp_path}"
+    encode = requestlog.encode_batch
+
+    def slow_encode(*args: Any, **kwargs: Any) -> bytes:
+        until = time.perf_counter() + 0.03  # an encoder busy on the CPU, slower than the requests come
+        while time.perf_counter() < until:
+            pass
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(requestlog, "encode_batch", slow_encode)
+    log = requestlog.RequestLog(store_mod.Store(root), requestlog.RequestLogConfig(f"{root}/log", flush_rows=10),
+                                model="m", model_version="m-v1", digest="sha256:x", columns=("a",))
+    log.start()
+    most = 0
+    try:
+        for i in range(1000):
+            assert log.record(_one_row_entry(i))
+            most = max(most, len(log._buffer))
+    finally:
+        log.close()
+    # without the hand-over the loop outruns the writer and holds nearly all 1000 rows at once
+    assert most <= 2 * requestlog.BACKLOG_FACTOR * 10
+    assert log.written == 1000 and log.dropped == 0
+
+
+def test_a_slow_store_never_holds_requests_back(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = f"file://{tmp_path}"
+    store = store_mod.Store(root)
+    write = store.write_bytes
+
+    def slow_write(uri: str, data: bytes) -> Any:
+        time.sleep(0.3)
+        return write(uri, data)
+
+    monkeypatch.setattr(store, "write_bytes", slow_write)
+    log = requestlog.RequestLog(store, requestlog.RequestLogConfig(f"{root}/log", flush_rows=10), model="m",
+                                model_version="m-v1", digest="sha256:x", columns=("a",))
+    log.start()
+    try:
+        started = time.perf_counter()
+        for i in range(300):
+            log.record(_one_row_entry(i))
+        took = time.perf_counter() - started
+    finally:
+        log.close()
+    assert took < 0.25  # well under one store write: no request waited on it
+    assert log.written == 300

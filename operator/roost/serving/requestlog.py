@@ -4,8 +4,10 @@ Canary analysis (error rate, latency, prediction shift per version) and drift de
 against the training profile) both read it, on either backend, so it lives in the artifact store rather
 than in a Pod's memory or in Prometheus. The request path only appends a small entry to an in-memory
 buffer; a background thread encodes and writes batches, so a slow or unreachable store never slows a
-prediction. Memory is bounded: at most ``maxBufferedRows`` rows are held (buffered plus being written);
-beyond that the oldest are dropped and counted (``roost_requestlog_dropped_total``). A graceful shutdown
+prediction (but when the writer's encoding falls behind on a busy core, requests make way for it rather
+than pile rows up: :data:`BACKLOG_FACTOR`). Memory is bounded: at most ``maxBufferedRows`` rows are held
+(buffered plus being written); beyond that the oldest are dropped and counted
+(``roost_requestlog_dropped_total``). A graceful shutdown
 (SIGTERM -> uvicorn drains requests -> lifespan shutdown -> :meth:`RequestLog.close`) writes every row
 still held, so nothing accepted into the log is lost while the store is reachable.
 
@@ -86,6 +88,13 @@ SCHEMA = pa.schema(
 _FINAL_FLUSH_ATTEMPTS = 3
 #: Predicted rows (summed over buffered requests) that trigger a write, whatever ``flushRows`` says.
 FLUSH_INPUT_ROWS = 20_000
+#: Backpressure: with this many times ``flushRows`` log rows or :data:`FLUSH_INPUT_ROWS` predicted rows
+#: waiting (the writer's encoding falls behind, e.g. big requests at full load on one core), each request
+#: first waits for the writer's next piece of encoding (at most :data:`BACKLOG_WAIT`), so the server slows
+#: to what it can log instead of holding ever more rows. Never while the writer waits on the store: a slow
+#: store does not hold requests back, and an unreachable one drops the oldest rows at ``maxBufferedRows``.
+BACKLOG_FACTOR = 4
+BACKLOG_WAIT = 0.02  # seconds, at most, per request
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,8 @@ class RequestLog:
         self._lock = threading.Lock()  # guards the buffer and counters
         self._flush_lock = threading.Lock()  # one batch write at a time
         self._wake = threading.Event()
+        self._progress = threading.Event()  # set by the writer at each piece of encoding done
+        self._in_store = False  # the writer waits on the store: a backlog then never holds a request back
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -213,15 +224,26 @@ class RequestLog:
                 dropped = 1
             else:  # full, and every held row is being written: drop this one
                 dropped = 1
+            backlog = False
             if accepted:
                 buffer.append(entry)  # type: ignore[arg-type]  # an Entry or a tuple of its fields
                 self._input_rows += entry[5]  # rows
                 if (len(buffer) >= self.config.flush_rows or self._input_rows >= FLUSH_INPUT_ROWS) \
                         and not self._wake.is_set():
                     self._wake.set()
+                backlog = (
+                    (len(buffer) >= BACKLOG_FACTOR * self.config.flush_rows
+                     or self._input_rows >= BACKLOG_FACTOR * FLUSH_INPUT_ROWS)
+                    and not self._failing and self._thread is not None
+                )
             self.dropped += dropped
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
+        if backlog and not self._in_store:
+            # the writer's encoding falls behind: wait (briefly) for its next piece of work before answering
+            self._progress.clear()
+            self._wake.set()
+            self._progress.wait(BACKLOG_WAIT)
         return accepted
 
     # ----- writer ------------------------------------------------------------------------------
@@ -265,7 +287,7 @@ class RequestLog:
         if not batch:
             return True
         try:
-            data = encode_batch(batch, *self._constants, columns=self._columns)
+            data = encode_batch(batch, *self._constants, columns=self._columns, pause=self._step)
         except Exception:  # a bug in encoding must not wedge the buffer: drop the batch, loudly
             log.exception("Dropped %d request-log rows that could not be encoded", len(batch))
             with self._lock:
@@ -275,6 +297,8 @@ class RequestLog:
                 self._on_drop(len(batch))
             return True
         uri = batch_uri(self.config.uri)
+        self._step()
+        self._in_store = True
         try:
             self.store.write_bytes(uri, data)
         except errors.RoostError as e:
@@ -286,6 +310,8 @@ class RequestLog:
                 log.warning("Failed to write request log batch (%d rows), will retry: %s", len(batch), e)
             self._failing = True
             return False
+        finally:
+            self._in_store = False
         with self._lock:
             self._inflight = 0
             self.written += len(batch)
@@ -294,6 +320,11 @@ class RequestLog:
             log.info("Wrote request log batch to %s after failures", uri)
         self._failing = False
         return True
+
+    def _step(self) -> None:
+        """A piece of the writer's encoding is done: release requests waiting on a backlog, and the GIL."""
+        self._progress.set()
+        time.sleep(0)
 
     def _run(self) -> None:
         interval = self.config.flush_interval
@@ -320,9 +351,11 @@ def batch_uri(prefix: str, now: float | None = None) -> str:
 
 
 def encode_batch(
-    entries: Sequence[Entry], model: str, model_version: str, digest: str, *, columns: Sequence[str] | None = None
+    entries: Sequence[Entry], model: str, model_version: str, digest: str, *, columns: Sequence[str] | None = None,
+    pause: Callable[[], None] | None = None,
 ) -> bytes:
-    """Parquet bytes (:data:`SCHEMA`) for ``entries``; ``columns`` name the columns of ``[N, F]`` input blocks."""
+    """Parquet bytes (:data:`SCHEMA`) for ``entries``; ``columns`` name the columns of ``[N, F]`` input blocks.
+    ``pause`` is called between pieces of the encoding (default: let other threads take the GIL)."""
     n = len(entries)
     times, endpoints, statuses, latencies, ids, rows, inputs, outputs, errors_ = (
         zip(*entries, strict=True) if n else ((),) * 9
@@ -339,7 +372,7 @@ def encode_batch(
             "latency_ms": latencies,
             "request_id": ids,
             "rows": rows,
-            "inputs": _inputs_column(inputs, names),
+            "inputs": _inputs_column(inputs, names, pause or _pause),
             "outputs": _outputs_column(outputs),
             "error": errors_,
         },
@@ -356,12 +389,15 @@ _DICTIONARY_COLUMNS = ["model", "model_version", "digest", "endpoint", "status"]
 _STATISTICS_COLUMNS = ["time", "status", "latency_ms", "rows"]
 
 
-def _inputs_column(inputs: Sequence[Any], columns: tuple[str, ...] | None) -> list[bytes | None]:
+def _inputs_column(
+    inputs: Sequence[Any], columns: tuple[str, ...] | None, pause: Callable[[], None] | None = None
+) -> list[bytes | None]:
     """The ``inputs`` JSON of each entry. One-row numeric blocks (most requests) are encoded together:
     one ``orjson.dumps`` of all of them, cut into rows and values and laid into a per-row template --
     the same bytes as ``orjson.dumps({column: [value]})`` entry by entry, in a fraction of the time."""
     out: list[bytes | None] = [None] * len(inputs)
     groups: dict[np.dtype[Any], list[int]] = {}
+    pause = pause or _pause
     for i, value in enumerate(inputs):
         if value is None:
             continue
