@@ -432,9 +432,10 @@ def report(results: dict[str, Any]) -> list[str]:
             others = {k: v for k, v in servers_.items() if not k.startswith("roost")}
             if roost and others:
                 best_label, best = max(others.items(), key=lambda kv: kv[1]["rps"])
-                fastest_label, fastest = min(others.items(), key=lambda kv: kv[1]["p50_ms"])
-                ratio = roost["rps"] / best["rps"]
-                p50_ratio = roost["p50_ms"] / fastest["p50_ms"]
+                answered = {k: v for k, v in others.items() if v["rps"]} or others
+                fastest_label, fastest = min(answered.items(), key=lambda kv: kv[1]["p50_ms"])
+                ratio = roost["rps"] / best["rps"] if best["rps"] else float("inf")  # no answer in the run
+                p50_ratio = roost["p50_ms"] / fastest["p50_ms"] if fastest["p50_ms"] else float("nan")
                 lines.append(f"{'':<18}roost / best competitor ({best_label}): {ratio:.1f}x req/s; p99 "
                              f"{roost['p99_ms']:.2f} vs {best['p99_ms']:.2f} ms; p50 {p50_ratio:.2f}x of "
                              f"{fastest_label}'s")
