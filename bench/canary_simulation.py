@@ -790,6 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="skip the six-metric micro-benchmark")
+    ap.add_argument("--no-confseq", action="store_true", help="skip the confseq ablation")
     a = ap.parse_args(argv)
     cfg = Config(a.reps, a.seed, a.weight, a.batch, a.base, a.base_4xx, a.margin, a.ratio, a.ratio99, a.shift_max,
                  a.alpha, a.beta, a.min_requests, a.horizon, a.check, a.chunk)
@@ -804,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
           f"fixed-horizon n = {fixed_n(cfg, 'core')} (core) / {fixed_n(cfg, 'all')} (all) candidate requests; "
           f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     t0 = time.perf_counter()
-    ablation = start_confseq(cfg, [s.name for s in scs if s.metrics == "core"])
+    ablation = None if a.no_confseq else start_confseq(cfg, [s.name for s in scs if s.metrics == "core"])
     if ablation is not None and a.jobs <= 1:
         ablation.wait()
     chunks = [(i, min(cfg.chunk, cfg.reps - i * cfg.chunk)) for i in range(math.ceil(cfg.reps / cfg.chunk))]
