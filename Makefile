@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv lint types contracts crds crds-check unit integration e2e test demo demo-canary demo-drift down
+.PHONY: venv lint types contracts crds crds-check prometheus unit integration e2e test demo demo-canary demo-drift down
 
 venv: $(VENV)/.installed
 
@@ -35,13 +35,17 @@ crds-check: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
-integration: venv
+# the canary's Prometheus provider is tested against a real Prometheus: built once (~12 min), then cached
+prometheus: venv
+	@$(BIN)/python -c "from roost.devcluster import prometheus; print('prometheus:', prometheus.ensure())"
+
+integration: venv prometheus
 	$(BIN)/pytest -q tests/integration
 
 e2e: venv
 	$(BIN)/pytest -q tests/e2e
 
-test: venv lint types contracts crds-check
+test: venv lint types contracts crds-check prometheus
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 demo: venv

@@ -381,6 +381,9 @@ def canary_scenario() -> int:
         status = _roll_out(k, "canary/deployment-canary-v2.yaml", "breast-cancer-v2", url, rows)
     if (status.get("promotion") or {}).get("modelVersion") == "breast-cancer-v2":
         console.print(_evidence(status["promotion"]["evidence"]["metrics"], "evidence for promoting v2"))
+    elif (status.get("rollback") or {}).get("modelVersion") == "breast-cancer-v2":
+        evidence = status["rollback"].get("evidence") or {}
+        console.print(_evidence(evidence.get("metrics") or [], "evidence for rolling back v2"))
     console.print("[bold]canary 3/3[/] roll out v3 the same way")
     if (status.get("rollback") or {}).get("modelVersion") != "breast-cancer-v3":
         status = _roll_out(k, "canary/deployment-canary-v3.yaml", "breast-cancer-v3", url, rows)

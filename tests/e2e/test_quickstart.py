@@ -112,13 +112,14 @@ def test_make_demo_runs_the_quickstart_from_a_fresh_state(tmp_path: Path) -> Non
                                 timeout=900)
         assert canary.returncode == 0, canary.stdout[-3000:] + canary.stderr[-3000:]
         out = " ".join(canary.stdout.split())  # rich wraps lines
-        assert "promoted breast-cancer-v2 after" in out and "evidence for promoting v2" in out
+        # on failure, the demo's own account (which metric, both values, the interval) is the diagnosis
+        assert "promoted breast-cancer-v2 after" in out and "evidence for promoting v2" in out, canary.stdout[-5000:]
         assert re.search(r"rolled back breast-cancer-v3 after \d+ requests, 0 failed: latency-p95", out), out[-2000:]
         drift = subprocess.run(["make", "demo-drift"], cwd=REPO, env=env, capture_output=True, text=True,
                                timeout=600)
         assert drift.returncode == 0, drift.stdout[-3000:] + drift.stderr[-3000:]
         out = " ".join(drift.stdout.split())  # rich wraps lines
-        assert "drift detected: False; drifted features: none" in out
+        assert "drift detected: False; drifted features: none" in out, drift.stdout[-5000:]
         drifted = re.search(r"drift detected: True; drifted features: \[([^\]]*)\]", out)
         assert drifted and sorted(drifted.group(1).replace("'", "").split(", ")) == [
             "mean_radius", "mean_smoothness", "worst_texture"]

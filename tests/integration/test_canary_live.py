@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from tests.conftest import Operator, Roost
@@ -48,6 +49,16 @@ def _strategy(*metrics: dict[str, Any]) -> dict[str, Any]:
         "metrics": [{"name": "error-rate", "maxIncrease": 0.05}, *metrics]}}
 
 
+def mislabelled() -> pd.DataFrame:
+    """A labelling bug: benign cases above the median texture exported as malignant. Consistent enough to
+    learn (accuracy ~0.93 on its own holdout), but it predicts "benign" for ~30 % of live rows, not ~63 %."""
+    data = DATA.copy()
+    benign = data["target"] == 1
+    rough = data["mean_texture"] > data.loc[benign, "mean_texture"].median()
+    data.loc[benign & rough, "target"] = 0
+    return data
+
+
 @pytest.fixture(scope="module")
 def rollout(operator: Operator, roost: Roost, api_client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[
         str, Any]:
@@ -60,13 +71,7 @@ def rollout(operator: Operator, roost: Roost, api_client: Any, tmp_path_factory:
     wide = DATA.copy()
     wide.insert(len(wide.columns) - 1, "clinic_code", (wide.index % 7).astype(float))
     wide.to_csv(folder / "bc-wide.csv", index=False)
-    # A labelling bug: benign cases above the median texture exported as malignant. Consistent enough
-    # to learn (accuracy ~0.93 on its own holdout), but it predicts "benign" for ~30 % of live rows, not ~63 %.
-    mislabelled = DATA.copy()
-    benign = mislabelled["target"] == 1
-    rough = mislabelled["mean_texture"] > mislabelled.loc[benign, "mean_texture"].median()
-    mislabelled.loc[benign & rough, "target"] = 0
-    mislabelled.to_csv(folder / "bc-mislabelled.csv", index=False)
+    mislabelled().to_csv(folder / "bc-mislabelled.csv", index=False)
     manifests = [
         _dataset("bc", folder / "bc.csv"), _dataset("bc-wide", folder / "bc-wide.csv"),
         _dataset("bc-mislabelled", folder / "bc-mislabelled.csv"),

@@ -117,6 +117,25 @@ INVALID = [
     ("deploy-metric-two-margins", _with(_deploy(), "spec.strategy", {
         "type": "Canary", "steps": [{"setWeight": 10}],
         "analysis": {"metrics": [{"name": "error-rate", "max": 0.1, "maxRatio": 2}]}}), "exactly one of maxIncrease"),
+    ("deploy-unknown-metric-without-source", _with(_deploy(), "spec.strategy", {
+        "type": "Canary", "steps": [{"setWeight": 10}],
+        "analysis": {"metrics": [{"name": "checkout-failures", "maxIncrease": 0.01}]}}),
+     "has a name of its own and a prometheus query"),
+    ("deploy-prometheus-on-a-standard-name", _with(_deploy(), "spec.strategy", {
+        "type": "Canary", "steps": [{"setWeight": 10}], "analysis": {"metrics": [{
+            "name": "error-rate", "maxIncrease": 0.01,
+            "prometheus": {"address": "http://prom:9090", "bad": "a", "total": "b"}}]}}),
+     "has a name of its own and a prometheus query"),
+    ("deploy-prometheus-with-a-ratio", _with(_deploy(), "spec.strategy", {
+        "type": "Canary", "steps": [{"setWeight": 10}], "analysis": {"metrics": [{
+            "name": "checkout-failures", "maxRatio": 2,
+            "prometheus": {"address": "http://prom:9090", "bad": "a", "total": "b"}}]}}),
+     "a prometheus metric is a share of events: it takes maxIncrease"),
+    ("deploy-prometheus-address-not-a-url", _with(_deploy(), "spec.strategy", {
+        "type": "Canary", "steps": [{"setWeight": 10}], "analysis": {"metrics": [{
+            "name": "checkout-failures", "maxIncrease": 0.01,
+            "prometheus": {"address": "prom:9090", "bad": "a", "total": "b"}}]}}),
+     "spec.strategy.analysis.metrics[0].prometheus.address"),
     ("deploy-alpha-out-of-range", _with(_deploy(), "spec.strategy", {
         "type": "Canary", "steps": [{"setWeight": 10}], "analysis": {"alpha": 0.9}}), "alpha"),
     ("drift-ks-with-threshold", _with(_drift(), "spec.features", {"numeric": {"method": "ks", "threshold": 0.1}}),

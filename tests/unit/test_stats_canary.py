@@ -343,3 +343,52 @@ def test_js_bounds_array_equals_js_bounds_row_by_row() -> None:
     lower, upper = canary.js_bounds_array(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])
     for i in range(5):
         assert (lower[i], upper[i]) == pytest.approx(canary.js_bounds(*boxes[i]))
+
+
+# -- counted metrics (e.g. from Prometheus counters) -------------------------------------------------
+
+def test_counted_metric_judges_exactly_as_the_request_log_metric_on_the_same_counts() -> None:
+    """The same 5xx counts, once from status codes and once as counted increments, give the same evidence."""
+    rng = np.random.default_rng(7)
+    analysis = canary.Analysis([ERROR, canary.counted_spec("errors-from-prometheus", 0.01)], min_requests=100)
+    for _ in range(60):
+        c_codes, _ = requests(rng, 40, error=0.03)
+        s_codes, _ = requests(rng, 120, error=0.005)
+        analysis.update("candidate", c_codes)
+        analysis.update("stable", s_codes)
+        analysis.update_counts("errors-from-prometheus", candidate=(int((c_codes >= 500).sum()), 40),
+                               stable=(int((s_codes >= 500).sum()), 120))
+    by_log, by_counts = analysis.evaluate()
+    assert by_log.outcome == by_counts.outcome == canary.Outcome.FAIL
+    assert (by_counts.lower, by_counts.upper) == (by_log.lower, by_log.upper)
+    assert by_counts.candidate == pytest.approx(by_log.candidate) and by_counts.stable == pytest.approx(by_log.stable)
+    assert (by_counts.n_candidate, by_counts.n_stable) == (2400, 7200)
+
+
+def test_counted_metric_needs_min_events_and_survives_json() -> None:
+    spec = canary.counted_spec("referrals", 0.05)
+    analysis = canary.Analysis([spec], min_requests=50)
+    analysis.update("candidate", [200] * 60)
+    analysis.update("stable", [200] * 60)
+    analysis.update_counts("referrals", candidate=(3, 30), stable=(0, 0))  # stable has no events yet: block open
+    verdict = analysis.evaluate()[0]
+    assert verdict.outcome == canary.Outcome.INCONCLUSIVE and verdict.reason == "NotEnoughData"
+    assert "30 candidate and 0 stable counted events" in verdict.message
+    restored = canary.Analysis.from_dict(json.loads(json.dumps(analysis.to_dict())))
+    assert restored.pending_counts["referrals"] == [3, 30, 0, 0]
+    for a in (analysis, restored):
+        a.update_counts("referrals", candidate=(2, 30), stable=(4, 80))
+    assert restored.to_dict() == analysis.to_dict()
+    assert restored.versions[canary.Version.CANDIDATE].counted["referrals"] == [5, 60]
+
+
+def test_counted_metric_refuses_impossible_counts_and_standard_names() -> None:
+    analysis = canary.Analysis([canary.counted_spec("referrals", 0.05)])
+    with pytest.raises(ValueError, match="0 <= bad <= total"):
+        analysis.update_counts("referrals", candidate=(5, 3), stable=(0, 1))
+    with pytest.raises(ValueError, match="0 <= bad <= total"):
+        analysis.update_counts("referrals", candidate=(0, 3), stable=(-1, 1))
+    with pytest.raises(KeyError):
+        analysis.update_counts("error-rate", candidate=(0, 3), stable=(0, 1))
+    with pytest.raises(ValueError, match="standard metric"):
+        canary.counted_spec("error-rate", 0.01)

@@ -248,14 +248,40 @@ def test_ks_statistic_and_p_value_equal_scipy_ks_2samp(case: str) -> None:
     ref, win = make_ref(rng), make_win(rng)
     sample = reference.SortedSample.build(ref)
     d, p, mode = drift.ks_2samp(sample, win)
-    want = stats.ks_2samp(ref, win)
+    n1, n2 = ref.shape[0], win.shape[0]
+    assert mode == ("exact" if n1 * n2 / (n1 + n2) < drift.KS_EXACT_BELOW else "asymp")
+    want = stats.ks_2samp(ref, win, method=mode)
     assert abs(d - float(want.statistic)) <= 1e-12
     assert abs(p - float(want.pvalue)) <= 1e-6
-    assert mode == ("exact" if max(ref.shape[0], win.shape[0]) <= 10_000 else "asymp")
     assert drift.ks_statistic(sample, win) == d
-    asymp = stats.ks_2samp(ref, win, method="asymp")
-    d2, p2, mode2 = drift.ks_2samp(sample, win, method="asymp")
-    assert mode2 == "asymp" and abs(p2 - float(asymp.pvalue)) <= 1e-6 and abs(d2 - float(asymp.statistic)) <= 1e-12
+    for method in ("asymp", "exact"):
+        if method == "exact" and max(n1, n2) > 10_000:
+            continue  # scipy's exact computation: slow, and it falls back to asymp with a warning
+        expected = stats.ks_2samp(ref, win, method=method)
+        d2, p2, mode2 = drift.ks_2samp(sample, win, method=method)
+        assert mode2 == method and abs(p2 - float(expected.pvalue)) <= 1e-6
+        assert abs(d2 - float(expected.statistic)) <= 1e-12
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(500, 300), (500, 1000), (2000, 120), (2000, 1000), (10_000, 300),
+                                        (10_000, 1000), (10_000, 5000), (10_000, 10_000)])
+def test_ks_auto_asymptotic_p_value_is_within_ten_percent_of_the_exact_one(n1: int, n2: int) -> None:
+    """What ``method="auto"`` trades (see ``drift.ks_2samp``): above an effective size of 100 it takes the
+    asymptotic p-value, within 10 % of scipy's exact one wherever p >= 1e-6 (where drift is decided)."""
+    rng = np.random.default_rng(n1 + n2)
+    en = n1 * n2 / (n1 + n2)
+    worst, checked = 0.0, 0
+    for shift in (0.0, 0.03, 0.06, 0.1, 0.15):
+        ref = rng.normal(size=n1)
+        win = rng.normal(size=n2) + shift * np.sqrt(1000 / en)
+        _, p, mode = drift.ks_2samp(reference.SortedSample.build(ref), win)
+        assert mode == "asymp"
+        exact = float(stats.ks_2samp(ref, win, method="exact").pvalue)
+        if exact >= 1e-6:
+            worst = max(worst, abs(p - exact) / exact)
+            checked += 1
+    assert checked >= 3
+    assert worst <= 0.10, worst
 
 
 WASSERSTEIN_CASES: dict[str, tuple[Draw, Draw]] = {

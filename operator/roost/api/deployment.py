@@ -40,23 +40,48 @@ class Step(RoostModel):
     pause: Pause | None = Field(default=None, description="Hold the current weight.")
 
 
-class Metric(RoostModel):
-    """A live metric and its margin: exactly one of maxIncrease, maxRatio, max."""
+#: The metrics Roost reads from the request log itself.
+STANDARD_METRICS = ["error-rate", "rejection-rate", "latency-p95", "latency-p99", "prediction-shift", "agreement"]
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": "[has(self.maxIncrease), has(self.maxRatio), has(self.max)].filter(x, x).size() == 1",
-        "message": "each metric sets exactly one of maxIncrease, maxRatio and max",
-    }]})
+
+class PrometheusCounts(RoostModel):
+    """A user-defined proportion from Prometheus: two PromQL queries per version, ``{{version}}`` standing for
+    the ModelVersion's name (the ``version`` label of the model servers' metrics). Each must give one
+    number that only grows (a counter, or a ``sum`` of counters): events that count against a version,
+    and all its events. The analysis judges the share bad/total, from the counters' increments."""
+
+    address: str = Field(max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+                         description="Prometheus's base URL, e.g. http://prometheus.monitoring:9090.")
+    bad: str = Field(min_length=1, max_length=4096,
+                     description='PromQL for the events that count against a version, e.g. '
+                                 'sum(checkout_failures_total{version="{{version}}"}).')
+    total: str = Field(min_length=1, max_length=4096,
+                       description='PromQL for all its events, e.g. sum(checkouts_total{version="{{version}}"}).')
+
+
+class Metric(RoostModel):
+    """A live metric and its margin: exactly one of maxIncrease, maxRatio, max; a name of your own needs prometheus."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "[has(self.maxIncrease), has(self.maxRatio), has(self.max)].filter(x, x).size() == 1",
+         "message": "each metric sets exactly one of maxIncrease, maxRatio and max"},
+        {"rule": f"has(self.prometheus) != (self.name in {STANDARD_METRICS!r})".replace("'", '"'),
+         "message": f"a metric is one of {', '.join(STANDARD_METRICS)} (from the request log), or has a name of "
+                    "its own and a prometheus query"},
+        {"rule": "!has(self.prometheus) || has(self.maxIncrease)",
+         "message": "a prometheus metric is a share of events: it takes maxIncrease"},
+    ]})
 
     name: str = Field(
-        json_schema_extra={"enum": ["error-rate", "rejection-rate", "latency-p95", "latency-p99",
-                                    "prediction-shift", "agreement"]},
-        description="error-rate (5xx share), rejection-rate (4xx share), latency-p95/p99, prediction-shift, agreement.",
+        max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="error-rate (5xx share), rejection-rate (4xx share), latency-p95/p99, prediction-shift, "
+                    "agreement; or a name of your own with a prometheus query.",
     )
     max_increase: float | None = Field(default=None, ge=0,
                                         description="Candidate - stable may exceed 0 by at most this.")
     max_ratio: float | None = Field(default=None, ge=1, description="Candidate / stable may be at most this.")
     max: float | None = Field(default=None, ge=0, description="The candidate's value may be at most this.")
+    prometheus: PrometheusCounts | None = Field(default=None, description="Where a metric of your own comes from.")
 
 
 class Analysis(RoostModel):

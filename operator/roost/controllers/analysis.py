@@ -4,13 +4,16 @@ confidence sequences (:mod:`roost.stats.canary`), and return the verdict the rol
 The analysis state is O(1) per metric and lives in ``status.analysis`` between reconciles, with a
 cursor per version (the newest request time already counted), so a restarted operator continues
 where it stopped and no request is counted twice. Candidate requests in the ``warmup`` span, and
-stable requests from before the candidate started, are not judged.
+stable requests from before the candidate started, are not judged. Metrics of the user's own come from
+Prometheus (:mod:`roost.controllers.prometheus`): their counters' last readings are kept in the cursor.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +21,13 @@ import numpy as np
 import pandas as pd
 
 from roost.api import common, deployment
+from roost.controllers import prometheus
 from roost.reconcile import rollout
 from roost.serving import requestlog
 from roost.stats import canary
 from roost.storage import store as store_mod
+
+log = logging.getLogger(__name__)
 
 AGREEMENT_LOOKBACK = 30.0  # seconds of stable rows kept in view to pair with mirrored candidate rows
 
@@ -40,7 +46,8 @@ def _parse(t: str) -> float:
 
 def specs_of(analysis: deployment.Analysis) -> list[canary.MetricSpec]:
     """The spec's metrics as the statistics module's metric specs."""
-    return [canary.metric_spec(m.name, max_increase=m.max_increase, max_ratio=m.max_ratio, max=m.max)
+    return [canary.counted_spec(m.name, m.max_increase or 0.0) if m.prometheus is not None else
+            canary.metric_spec(m.name, max_increase=m.max_increase, max_ratio=m.max_ratio, max=m.max)
             for m in analysis.metrics]
 
 
@@ -89,6 +96,11 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
         analysis.update(role, status_codes=fresh["status"].to_numpy(), latencies_ms=fresh["latency_ms"].to_numpy(),
                         predictions=_predictions(fresh["outputs"]), agreement=agreement)
         cursor[role] = float(fresh["time"].max())
+    query_errors: dict[str, str] = {}
+    if time.time() >= judged_from and any(m.prometheus is not None for m in settings.metrics):
+        versions = {"stable": stable["modelVersion"], "candidate": cand["modelVersion"]}
+        cursor["prometheus"] = _read_prometheus(settings, analysis, versions, dict(cursor.get("prometheus") or {}),
+                                                query_errors)
     verdict = analysis.judge()
     evidence = {"verdict": str(verdict.outcome), "message": verdict.message,
                 "metrics": [m.to_dict() for m in verdict.metrics]}
@@ -96,6 +108,8 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
         "candidate": {"modelVersion": cand["modelVersion"], "digest": cand["digest"], "startTime": cand["startTime"]},
         "cursor": cursor, "state": analysis.to_dict(), "dryRun": settings.dry_run, **evidence,
     }
+    if query_errors:
+        new_status["queryErrors"] = query_errors
     metric = verdict.metric.name if verdict.metric is not None else None
     message = f"{metric}: {verdict.message}" if metric else verdict.message
     return Result(new_status, rollout.Verdict(rollout.Decision(str(verdict.outcome)), metric, message),
@@ -108,3 +122,32 @@ def _agreement(stable: pd.DataFrame, candidate: pd.DataFrame) -> np.ndarray[Any,
     paired = paired[paired["outputs"].notna() & paired["outputs_stable"].notna()]
     agreed: np.ndarray[Any, Any] = (paired["outputs"] == paired["outputs_stable"]).to_numpy(dtype=float)
     return agreed
+
+
+def _read_prometheus(settings: deployment.Analysis, analysis: canary.Analysis, versions: dict[str, str],
+                     readings: dict[str, Any], query_errors: dict[str, str]) -> dict[str, Any]:
+    """Feed each Prometheus metric's counter increments since the last round; the new readings per metric.
+
+    A metric whose queries fail this round, or whose ``total`` has no series yet for a version, keeps its
+    last readings (its next increments cover both rounds); a failure goes to ``query_errors``.
+    """
+    wanted = [m for m in settings.metrics if m.prometheus is not None]
+    with prometheus.client() as http:
+        for metric in wanted:
+            source = metric.prometheus
+            assert source is not None
+            try:
+                read = {role: prometheus.read_counts(http, source.address, source.bad, source.total, version)
+                        for role, version in versions.items()}
+            except prometheus.PrometheusError as e:
+                log.warning("Canary metric %s: %s", metric.name, e.message)
+                query_errors[metric.name] = e.message
+                continue
+            now = {role: counts for role, counts in read.items() if counts is not None}
+            if len(now) < len(read):
+                continue
+            steps = prometheus.increments(readings.get(metric.name), now)
+            if steps is not None:
+                analysis.update_counts(metric.name, candidate=steps["candidate"], stable=steps["stable"])
+            readings[metric.name] = {role: list(values) for role, values in now.items()}
+    return readings

@@ -4,6 +4,10 @@ Everything a restarted operator needs to adopt what runs is on disk under
 ``<state>/serving/<namespace>/<deployment>/``: the router's config, pid and port; per server its
 config, pid, port and log. Processes run in their own session, so they outlive the operator; a dead
 server is restarted with backoff; nothing here dials anything but 127.0.0.1.
+
+``<state>/serving/scrape-targets.json`` lists every server's and router's ``/metrics`` address in
+Prometheus's file-based service discovery format (``file_sd_configs``), with ``roost_namespace``,
+``roost_deployment`` and ``roost_process`` labels; it is rewritten whenever a process starts or stops.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class ServerState:
     url: str | None = None
     message: str = ""
     restarts: int = 0
+
+
+SCRAPE_TARGETS = "scrape-targets.json"
 
 
 def _free_port() -> int:
@@ -156,6 +163,7 @@ class LocalServing:
                 sys.executable, "-m", "roost.cli", "serve", "--config", str(d / "config.json")]
         (d / "exit").unlink(missing_ok=True)
         new_pid = self._spawn(d, argv)
+        self._write_scrape_targets()
         return ServerState(name, "Starting", f"http://127.0.0.1:{port}", f"started pid {new_pid}", restarts)
 
     @staticmethod
@@ -177,6 +185,7 @@ class LocalServing:
         d = self._dir(namespace, deployment) / "servers" / name
         _stop(_read_int(d / "pid"))
         shutil.rmtree(d, ignore_errors=True)
+        self._write_scrape_targets()
 
     # ----- the router ------------------------------------------------------------------------
     def route(self, namespace: str, deployment: str, backends: list[dict[str, Any]],
@@ -202,6 +211,7 @@ class LocalServing:
         pid = _read_int(d / "pid")
         if not pid or not local._alive(pid):
             self._spawn(d, [sys.executable, "-m", "roost.cli", "router", "--config", str(path)])
+            self._write_scrape_targets()
         return f"http://127.0.0.1:{port}"
 
     def mirror_supported(self) -> bool:
@@ -219,6 +229,20 @@ class LocalServing:
             self.stop_server(namespace, deployment, name)
         _stop(_read_int(d / "router" / "pid"))
         shutil.rmtree(d, ignore_errors=True)
+        self._write_scrape_targets()
+
+    def _write_scrape_targets(self) -> None:
+        """Rewrite :data:`SCRAPE_TARGETS` (atomically: Prometheus watches the file) from the ports on disk."""
+        groups = []
+        for port_file in sorted(self.root.glob("*/*/router/port")) + sorted(self.root.glob("*/*/servers/*/port")):
+            port = _read_int(port_file)
+            if not port:
+                continue
+            rel = port_file.parent.relative_to(self.root).parts
+            groups.append({"targets": [f"127.0.0.1:{port}"],
+                           "labels": {"roost_namespace": rel[0], "roost_deployment": rel[1],
+                                      "roost_process": rel[-1] if rel[2] == "servers" else "router"}})
+        _write(self.root / SCRAPE_TARGETS, json.dumps(groups, indent=2))
 
     def stop_everything(self) -> int:
         """Stop every router and server under the root (``make down``); return how many were stopped."""

@@ -15,7 +15,8 @@ metric           compared, margin             sequence
 ================ ============================ ====================================================
 error-rate       ``p_c - p_s`` of 5xx shares, two-sample e-processes, block by block: plug-in and
 rejection-rate   4xx shares; ``maxIncrease``  fixed alternatives against the null's reverse
-                                              information projection (exact for 0/1 outcomes)
+counted          shares of counted events     information projection (exact for 0/1 outcomes)
+                 (e.g. Prometheus counters)
 latency-p95/99   ``q_c / q_s``; ``maxRatio``  per-version quantile sequences (beta-binomial at the
                                               histogram's edges), combined by a union bound
 prediction-shift base-2 Jensen-Shannon        per-class share sequences (Bonferroni over
@@ -161,7 +162,8 @@ class MetricSpec:
         kind: what is compared (see the module table).
         margin_type: ``increase`` for proportions, ``ratio`` for quantiles, ``max`` for the others.
         margin: the largest acceptable difference / ratio / value; the minimum detectable effect.
-        status_class: proportions only: 5 counts 5xx responses, 4 counts 4xx.
+        status_class: proportions only: 5 counts 5xx responses, 4 counts 4xx, None: the events are
+            counted elsewhere (say, Prometheus counters) and given by :meth:`Analysis.update_counts`.
         quantile: quantiles only, e.g. 0.95.
         max_classes: distributions only: predicted classes accounted for (more: Inconclusive).
     """
@@ -179,8 +181,8 @@ class MetricSpec:
             raise ValueError(f"{self.name}: a {self.kind} metric takes a {_MARGIN_OF_KIND[self.kind]} margin")
         if not math.isfinite(self.margin) or self.margin < 0:
             raise ValueError(f"{self.name}: margin must be finite and >= 0")
-        if self.kind == MetricKind.PROPORTION and self.status_class not in (4, 5):
-            raise ValueError(f"{self.name}: status_class must be 4 or 5")
+        if self.kind == MetricKind.PROPORTION and self.status_class not in (4, 5, None):
+            raise ValueError(f"{self.name}: status_class must be 4, 5 or None (counted elsewhere)")
         if self.kind == MetricKind.QUANTILE and not (self.quantile is not None and 0 < self.quantile < 1):
             raise ValueError(f"{self.name}: quantile must be in (0, 1)")
         if self.kind == MetricKind.QUANTILE and self.margin < 1:
@@ -214,6 +216,19 @@ _STANDARD: dict[str, tuple[MetricKind, dict[str, Any]]] = {
     "prediction-shift": (MetricKind.DISTRIBUTION, {}),
     "agreement": (MetricKind.AGREEMENT, {}),
 }
+
+
+def counted_spec(name: str, max_increase: float) -> MetricSpec:
+    """A user-defined proportion — bad events over all events, counted elsewhere (e.g. two Prometheus
+    counters per version) — judged like error-rate on the increments :meth:`Analysis.update_counts` gives.
+
+    Raises:
+        ValueError: a standard metric's name, or a margin that is not finite and >= 0.
+    """
+    if name in _STANDARD:
+        raise ValueError(f"{name!r} is a standard metric; a counted metric needs a name of its own")
+    return MetricSpec(name=name, kind=MetricKind.PROPORTION, margin_type=MarginType.INCREASE,
+                      margin=float(max_increase))
 
 
 def metric_spec(
@@ -316,6 +331,7 @@ class VersionState:
     unlabelled: int = 0  # predictions beyond MAX_LABELS distinct labels
     agreements: int = 0
     disagreements: int = 0
+    counted: dict[str, list[int]] = field(default_factory=dict)  # counted metric -> [bad, total]
 
     @property
     def latencies(self) -> int:
@@ -333,7 +349,8 @@ class VersionState:
         return {"requests": self.requests, "errors": self.errors, "rejections": self.rejections,
                 "latency": {"first": first, "counts": self.latency[first:last].tolist()},
                 "classes": self.classes[:n_classes].tolist(), "unlabelled": self.unlabelled,
-                "agreements": self.agreements, "disagreements": self.disagreements}
+                "agreements": self.agreements, "disagreements": self.disagreements,
+                "counted": {name: list(x) for name, x in self.counted.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VersionState:
@@ -346,6 +363,7 @@ class VersionState:
         state.latency[first:first + counts.size] = counts
         classes = np.asarray(d.get("classes", []), dtype=np.int64)
         state.classes[:classes.size] = classes
+        state.counted = {str(name): [int(x) for x in xs] for name, xs in (d.get("counted") or {}).items()}
         return state
 
 
@@ -595,6 +613,11 @@ def quantile_tests(
             np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64))
 
 
+def _counted(spec: MetricSpec) -> bool:
+    """A proportion whose events :meth:`Analysis.update_counts` gives (not the request log's status codes)."""
+    return spec.kind == MetricKind.PROPORTION and spec.status_class is None
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -639,6 +662,12 @@ class Analysis:
         self.versions = {Version.STABLE: VersionState(), Version.CANDIDATE: VersionState()}
         # the open block: requests, errors, rejections per version since the last closed block
         self.pending = {Version.STABLE: [0, 0, 0], Version.CANDIDATE: [0, 0, 0]}
+        # per counted metric, the open block: bad and total events of the candidate, then of stable
+        self.pending_counts = {spec.name: [0, 0, 0, 0] for spec in self.specs if _counted(spec)}
+        for spec in self.specs:
+            if _counted(spec):
+                for v in self.versions.values():
+                    v.counted[spec.name] = [0, 0]
         # per proportion metric: log e-processes at each d of its grid, both sides
         self.evidence = {
             spec.name: {"greater": [[0.0] * (1 + len(GREATER_OFFSETS)) for _ in DIFFERENCE_GRID],
@@ -694,6 +723,40 @@ class Analysis:
         if self.pending[Version.STABLE][0] and self.pending[Version.CANDIDATE][0]:
             self._close_block()
 
+    def update_counts(self, name: str, candidate: tuple[int, int], stable: tuple[int, int]) -> None:
+        """Fold new events of a counted metric — ``(bad, total)`` per version over the same span of time,
+        e.g. the increments of two Prometheus counters between two queries — into its e-processes.
+
+        Each call's increments form a block (closed once both versions have events), bet on exactly as
+        :meth:`update` bets the request log's 5xx counts for error-rate.
+
+        Raises:
+            KeyError: ``name`` is not a counted metric of this analysis.
+            ValueError: a count that is negative, or ``bad > total``.
+        """
+        pending = self.pending_counts[name]
+        for i, (bad, total) in enumerate((candidate, stable)):
+            if not (0 <= int(bad) <= int(total)):
+                raise ValueError(f"{name}: counts must satisfy 0 <= bad <= total, got {bad}/{total}")
+            pending[2 * i] += int(bad)
+            pending[2 * i + 1] += int(total)
+        for version, (bad, total) in ((Version.CANDIDATE, candidate), (Version.STABLE, stable)):
+            counted = self.versions[version].counted[name]
+            counted[0] += int(bad)
+            counted[1] += int(total)
+        if pending[1] and pending[3]:
+            spec = next(s for s in self.specs if s.name == name)
+            (k_c, n_c), (k_s, n_s) = (self.versions[v].counted[name] for v in (Version.CANDIDATE, Version.STABLE))
+            greater, less = proportion_step((k_c - pending[0], n_c - pending[1], k_s - pending[2], n_s - pending[3]),
+                                            (pending[0], pending[1], pending[2], pending[3]), spec.margin)
+            self._bet(name, greater, less)
+            self.pending_counts[name] = [0, 0, 0, 0]
+
+    def _bet(self, name: str, greater: FloatArray, less: FloatArray) -> None:
+        ev = self.evidence[name]
+        ev["greater"] = (np.asarray(ev["greater"]) + greater).tolist()
+        ev["less"] = (np.asarray(ev["less"]) + less).tolist()
+
     def _close_block(self) -> None:
         """Bet the open block — new requests of both versions — on each proportion metric's e-processes.
 
@@ -704,15 +767,13 @@ class Analysis:
         pc, ps = self.pending[Version.CANDIDATE], self.pending[Version.STABLE]
         c, s = self.versions[Version.CANDIDATE], self.versions[Version.STABLE]
         for spec in self.specs:
-            if spec.kind != MetricKind.PROPORTION:
+            if spec.kind != MetricKind.PROPORTION or _counted(spec):
                 continue
             col = 1 if spec.status_class == 5 else 2
             k_c, k_s = (c.errors, s.errors) if col == 1 else (c.rejections, s.rejections)
             greater, less = proportion_step((k_c - pc[col], c.requests - pc[0], k_s - ps[col], s.requests - ps[0]),
                                             (pc[col], pc[0], ps[col], ps[0]), spec.margin)
-            ev = self.evidence[spec.name]
-            ev["greater"] = (np.asarray(ev["greater"]) + greater).tolist()
-            ev["less"] = (np.asarray(ev["less"]) + less).tolist()
+            self._bet(spec.name, greater, less)
         self.pending = {Version.STABLE: [0, 0, 0], Version.CANDIDATE: [0, 0, 0]}
 
     def _count_predictions(self, state: VersionState, predictions: npt.ArrayLike) -> None:
@@ -751,6 +812,7 @@ class Analysis:
                 "labels": list(self.labels), "stable": self.versions[Version.STABLE].to_dict(),
                 "candidate": self.versions[Version.CANDIDATE].to_dict(),
                 "pending": {str(v): list(x) for v, x in self.pending.items()},
+                "pendingCounts": {name: list(x) for name, x in self.pending_counts.items()},
                 "evidence": {name: {side: [list(row) for row in rows] for side, rows in ev.items()}
                              for name, ev in self.evidence.items()}}
 
@@ -769,7 +831,13 @@ class Analysis:
         a.labels = {str(k): i for i, k in enumerate(d.get("labels", []))}
         a.versions = {Version.STABLE: VersionState.from_dict(d["stable"]),
                       Version.CANDIDATE: VersionState.from_dict(d["candidate"])}
+        for name in a.pending_counts:
+            for v in a.versions.values():
+                v.counted.setdefault(name, [0, 0])
         a.pending = {Version(v): [int(x) for x in xs] for v, xs in d["pending"].items()}
+        for name, xs in (d.get("pendingCounts") or {}).items():
+            if name in a.pending_counts:
+                a.pending_counts[name] = [int(x) for x in xs]
         for name, ev in d["evidence"].items():
             if name in a.evidence:
                 a.evidence[name] = {side: [[float(x) for x in row] for row in rows] for side, rows in ev.items()}
@@ -808,8 +876,13 @@ class Analysis:
                              n_candidate=n_c, n_stable=n_s or 0)
 
     def _proportion(self, spec: MetricSpec, c: VersionState, s: VersionState) -> MetricVerdict:
-        k_c, k_s = (c.errors, s.errors) if spec.status_class == 5 else (c.rejections, s.rejections)
-        n_c, n_s = c.requests, s.requests
+        if _counted(spec):
+            (k_c, n_c), (k_s, n_s) = c.counted[spec.name], s.counted[spec.name]
+            if n_c < self.min_requests or n_s < self.min_requests:
+                return self._not_enough(spec, "counted events", n_c, n_s)
+        else:
+            k_c, k_s = (c.errors, s.errors) if spec.status_class == 5 else (c.rejections, s.rejections)
+            n_c, n_s = c.requests, s.requests
         x_c, x_s = k_c / n_c, k_s / n_s
         grid = _difference_grid(spec.margin)
         ev = self.evidence[spec.name]
