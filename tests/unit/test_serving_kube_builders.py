@@ -116,6 +116,9 @@ def test_server_deployment_runs_roost_serve_with_probes_on_the_health_endpoints(
     volumes = {v["name"]: v for v in server_deployment()["spec"]["template"]["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["name"] == f"breast-cancer-{SERVER}"
     assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
+    annotations = server_deployment()["spec"]["template"]["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")} == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
 
 
 def test_server_deployment_runs_as_non_root_without_capabilities() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 from scipy.spatial import distance
 
 from roost import errors
@@ -528,3 +528,17 @@ def test_categorical_windows_without_data_are_insufficient(
     result = CATEGORICAL_TESTS[method](categorical(mixed, "color"), window)
     assert result.drifted is None and result.statistic is None and result.detail["insufficient"] == reason
     no_nan(result)
+
+
+def test_ks_far_tail_takes_kolmogorovs_limit_at_or_above_the_finite_sample_value() -> None:
+    rng = np.random.default_rng(11)
+    ref, win = rng.normal(size=10_000), rng.normal(0.2, 1.0, size=5000)
+    d, p, mode = drift.ks_2samp(reference.SortedSample.build(ref), win)
+    en = round(10_000 * 5000 / 15_000)
+    finite = float(stats.kstwo.sf(d, en))
+    assert mode == "asymp" and p < drift.KS_TAIL
+    assert p == pytest.approx(float(special.kolmogorov(np.sqrt(en) * d)), rel=1e-12)
+    assert finite <= p  # never an underestimate: a verdict is not made from a smaller p-value than scipy's
+    near = rng.normal(0.02, 1.0, size=5000)  # a p-value in the usual range still comes from kstwo
+    d2, p2, _ = drift.ks_2samp(reference.SortedSample.build(ref), near)
+    assert p2 >= drift.KS_TAIL and p2 == pytest.approx(float(stats.kstwo.sf(d2, en)), rel=1e-12)

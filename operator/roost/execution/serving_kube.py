@@ -234,8 +234,12 @@ def build_server_deployment(owner: Owner, server: str, config: dict[str, Any], *
             "revisionHistoryLimit": 2,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": {
+                # prometheus.io/*: the annotations Prometheus's common kubernetes_sd scrape configs (the
+                # community Helm chart's, for one) look for; the metrics carry the version label themselves
                 "metadata": {"labels": labels,
-                             "annotations": {CONFIG_HASH: _short_hash(server_config_text(config))}},
+                             "annotations": {CONFIG_HASH: _short_hash(server_config_text(config)),
+                                             "prometheus.io/scrape": "true", "prometheus.io/port": str(PORT),
+                                             "prometheus.io/path": "/metrics"}},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
