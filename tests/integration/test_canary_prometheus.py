@@ -106,8 +106,8 @@ def test_a_prometheus_metric_rolls_back_a_candidate_that_refers_twice_as_many(ro
     per_version = f'roost_namespace="{NS}",version="{{{{version}}}}"'
     referral = {"name": "referral-rate", "maxIncrease": 0.05, "prometheus": {
         "address": address,
-        "bad": f'sum(roost_predictions_total{{{per_version},class="0"}})',
-        "total": f"sum(roost_predictions_total{{{per_version}}})"}}
+        "bad": f'roost_predictions_total{{{per_version},class="0"}}',
+        "total": f"sum by (instance) (roost_predictions_total{{{per_version}}})"}}
     broken = {"name": "broken-query", "maxIncrease": 0.05,
               "prometheus": {"address": address, "bad": "sum(", "total": "sum(up)"}}
     strategy = {"type": "Canary", "steps": [{"setWeight": 50}, {"pause": {"duration": "90s"}}], "analysis": {

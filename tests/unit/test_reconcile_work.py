@@ -38,3 +38,17 @@ def test_deadline_is_named_when_the_supervisor_killed_the_unit() -> None:
     assert d.verdict == Verdict.FAILED
     assert d.reason == "DeadlineExceeded"
     assert "after 2 attempts" in d.message
+
+
+def test_status_merge_patch_removes_nested_keys_the_new_status_dropped() -> None:
+    from roost.controllers import loop
+
+    old = {"phase": "Progressing", "analysis": {"cursor": {"stable": 1.0, "prometheus": {"m": {"x": 1}}},
+                                                "queryErrors": {"m": "down"}, "verdict": "Inconclusive"},
+           "canary": {"weight": 10}}
+    new = {"phase": "Progressing", "analysis": {"cursor": {"stable": 2.0}, "verdict": "Pass"},
+           "promotion": {"modelVersion": "v2"}}
+    assert loop.merge_patch(old, new) == {
+        "phase": "Progressing", "analysis": {"cursor": {"stable": 2.0, "prometheus": None}, "queryErrors": None,
+                                             "verdict": "Pass"},
+        "promotion": {"modelVersion": "v2"}, "canary": None}

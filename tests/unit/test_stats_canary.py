@@ -386,8 +386,10 @@ def test_counted_metric_refuses_impossible_counts_and_standard_names() -> None:
     analysis = canary.Analysis([canary.counted_spec("referrals", 0.05)])
     with pytest.raises(ValueError, match="0 <= bad <= total"):
         analysis.update_counts("referrals", candidate=(5, 3), stable=(0, 1))
+    before = json.dumps(analysis.to_dict())
     with pytest.raises(ValueError, match="0 <= bad <= total"):
         analysis.update_counts("referrals", candidate=(0, 3), stable=(-1, 1))
+    assert json.dumps(analysis.to_dict()) == before  # refused whole: nothing half-counted
     with pytest.raises(KeyError):
         analysis.update_counts("error-rate", candidate=(0, 3), stable=(0, 1))
     with pytest.raises(ValueError, match="standard metric"):

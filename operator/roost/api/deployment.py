@@ -46,17 +46,19 @@ STANDARD_METRICS = ["error-rate", "rejection-rate", "latency-p95", "latency-p99"
 
 class PrometheusCounts(RoostModel):
     """A user-defined proportion from Prometheus: two PromQL queries per version, ``{{version}}`` standing for
-    the ModelVersion's name (the ``version`` label of the model servers' metrics). Each must give one
-    number that only grows (a counter, or a ``sum`` of counters): events that count against a version,
-    and all its events. The analysis judges the share bad/total, from the counters' increments."""
+    the ModelVersion's name (the ``version`` label of the model servers' metrics). Each gives counters, one
+    series per process (no sum across processes: a pod that goes away must not read as a reset): events
+    that count against a version, and all its events. The analysis judges the share bad/total, from the
+    counters' increments."""
 
     address: str = Field(max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
                          description="Prometheus's base URL, e.g. http://prometheus.monitoring:9090.")
     bad: str = Field(min_length=1, max_length=4096,
-                     description='PromQL for the events that count against a version, e.g. '
-                                 'sum(checkout_failures_total{version="{{version}}"}).')
+                     description='PromQL for the events that count against a version, one series per process, '
+                                 'e.g. checkout_failures_total{version="{{version}}"}.')
     total: str = Field(min_length=1, max_length=4096,
-                       description='PromQL for all its events, e.g. sum(checkouts_total{version="{{version}}"}).')
+                       description='PromQL for all its events, one series per process, '
+                                   'e.g. sum by (pod) (checkouts_total{version="{{version}}"}).')
 
 
 class Metric(RoostModel):

@@ -128,26 +128,36 @@ def _read_prometheus(settings: deployment.Analysis, analysis: canary.Analysis, v
                      readings: dict[str, Any], query_errors: dict[str, str]) -> dict[str, Any]:
     """Feed each Prometheus metric's counter increments since the last round; the new readings per metric.
 
-    A metric whose queries fail this round, or whose ``total`` has no series yet for a version, keeps its
-    last readings (its next increments cover both rounds); a failure goes to ``query_errors``.
+    The metrics and their queries are the rollout's own, fixed when it started (as the analysis state
+    is): a metric added to the spec later joins the next rollout; one removed or edited keeps its
+    recorded queries. A metric whose queries fail this round, or whose ``total`` has no series yet for
+    a version, keeps its last readings (its next increments cover both rounds); a failure goes to
+    ``query_errors``. Queries stop once the round has taken ``ROUND_BUDGET_SECONDS``.
     """
-    wanted = [m for m in settings.metrics if m.prometheus is not None]
+    sources = {m.name: m.prometheus.model_dump() for m in settings.metrics if m.prometheus is not None}
+    started = time.monotonic()
     with prometheus.client() as http:
-        for metric in wanted:
-            source = metric.prometheus
-            assert source is not None
+        for name in analysis.pending_counts:
+            recorded = readings.get(name) or {}
+            source = recorded.get("source") or sources.get(name)
+            if source is None:
+                continue
+            if time.monotonic() - started > prometheus.ROUND_BUDGET_SECONDS:
+                query_errors[name] = f"not queried this round: the round took over {prometheus.ROUND_BUDGET_SECONDS:g}s"
+                continue
             try:
-                read = {role: prometheus.read_counts(http, source.address, source.bad, source.total, version)
+                read = {role: prometheus.read_counts(http, source["address"], source["bad"], source["total"], version)
                         for role, version in versions.items()}
             except prometheus.PrometheusError as e:
-                log.warning("Canary metric %s: %s", metric.name, e.message)
-                query_errors[metric.name] = e.message
+                log.warning("Canary metric %s: %s", name, e.message)
+                query_errors[name] = e.message
                 continue
             now = {role: counts for role, counts in read.items() if counts is not None}
             if len(now) < len(read):
                 continue
-            steps = prometheus.increments(readings.get(metric.name), now)
+            previous = {role: recorded[role] for role in versions if role in recorded} if recorded else None
+            steps = prometheus.increments(previous, now)
             if steps is not None:
-                analysis.update_counts(metric.name, candidate=steps["candidate"], stable=steps["stable"])
-            readings[metric.name] = {role: list(values) for role, values in now.items()}
+                analysis.update_counts(name, candidate=steps["candidate"], stable=steps["stable"])
+            readings[name] = {"source": source, **now}
     return readings

@@ -41,6 +41,20 @@ def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(_clean({k: v for k, v in old.items() if k != "kopf"}) != _clean(new))
 
 
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: ``new``'s values, and None for every
+    key ``old`` has and ``new`` lacks, at any depth -- a merge patch of ``new`` alone would keep a nested
+    key the new status dropped (an old ``status.analysis.queryErrors``, a stale cursor)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        patch[key] = merge_patch(before, value) if isinstance(value, dict) and isinstance(before, dict) else value
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
 def owner_of(body: dict[str, Any]) -> executor.Owner:
     meta = body["metadata"]
     return executor.Owner(body["kind"], meta["namespace"], meta["name"], meta.get("uid", ""))
@@ -97,10 +111,7 @@ async def apply(rt: Runtime, body: dict[str, Any], plan: plan_mod.Plan) -> None:
     kind, ns, name = body["kind"], meta["namespace"], meta["name"]
     old = body.get("status") or {}
     if status_changed(old, plan.status):
-        patch = dict(plan.status)
-        for key in old:
-            if key not in patch and key != "kopf":
-                patch[key] = None
+        patch = merge_patch({k: v for k, v in old.items() if k != "kopf"}, plan.status)
         await asyncio.to_thread(rt.kube.patch_status, kind, ns, name, patch)
         for event in transition_events(old.get("conditions", []), plan.status.get("conditions", []), plan.events):
             kopf.event(cast(Any, body), type=event.type, reason=event.reason, message=event.message)

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +46,7 @@ class ServerState:
 
 
 SCRAPE_TARGETS = "scrape-targets.json"
+_TARGETS_LOCK = threading.Lock()
 
 
 def _free_port() -> int:
@@ -70,7 +72,8 @@ def _read_int(path: Path) -> int | None:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of this thread's own: one Deployment's reconcile may rewrite a shared file while another's does
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
 
@@ -233,6 +236,10 @@ class LocalServing:
 
     def _write_scrape_targets(self) -> None:
         """Rewrite :data:`SCRAPE_TARGETS` (atomically: Prometheus watches the file) from the ports on disk."""
+        with _TARGETS_LOCK:  # a scan and its write at a time: a later scan is never overwritten by an earlier one
+            self._write_scrape_targets_locked()
+
+    def _write_scrape_targets_locked(self) -> None:
         groups = []
         for port_file in sorted(self.root.glob("*/*/router/port")) + sorted(self.root.glob("*/*/servers/*/port")):
             port = _read_int(port_file)

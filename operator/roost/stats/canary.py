@@ -735,9 +735,10 @@ class Analysis:
             ValueError: a count that is negative, or ``bad > total``.
         """
         pending = self.pending_counts[name]
-        for i, (bad, total) in enumerate((candidate, stable)):
+        for bad, total in (candidate, stable):  # all checked before anything changes
             if not (0 <= int(bad) <= int(total)):
                 raise ValueError(f"{name}: counts must satisfy 0 <= bad <= total, got {bad}/{total}")
+        for i, (bad, total) in enumerate((candidate, stable)):
             pending[2 * i] += int(bad)
             pending[2 * i + 1] += int(total)
         for version, (bad, total) in ((Version.CANDIDATE, candidate), (Version.STABLE, stable)):
