@@ -97,7 +97,7 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
                         predictions=_predictions(fresh["outputs"]), agreement=agreement)
         cursor[role] = float(fresh["time"].max())
     query_errors: dict[str, str] = {}
-    if time.time() >= judged_from and any(m.prometheus is not None for m in settings.metrics):
+    if time.time() >= judged_from and analysis.pending_counts:  # the rollout's counted metrics (see below)
         versions = {"stable": stable["modelVersion"], "candidate": cand["modelVersion"]}
         cursor["prometheus"] = _read_prometheus(settings, analysis, versions, dict(cursor.get("prometheus") or {}),
                                                 query_errors)
