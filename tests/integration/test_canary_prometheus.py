@@ -11,7 +11,6 @@ broken PromQL query shows the provider's error in status and blocks nothing else
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from roost.devcluster import cluster
 from roost.devcluster import prometheus as prometheus_build
 from tests.conftest import Operator, Roost
 from tests.integration.test_canary import DATA, Load, poll, serve
@@ -30,13 +30,6 @@ from tests.integration.test_canary_live import _dataset, _run, _version, mislabe
 pytestmark = pytest.mark.integration
 
 NS = "canary-prom"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ def prom(operator: Operator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
               "scrape_configs": [{"job_name": "roost", "file_sd_configs": [
                   {"files": [str(targets)], "refresh_interval": "1s"}]}]}
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    address = f"http://127.0.0.1:{_free_port()}"
+    address = f"http://127.0.0.1:{cluster.free_port()}"
     with open(folder / "log", "wb") as log:
         proc = subprocess.Popen([str(binary), f"--config.file={folder / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={folder / 'data'}",

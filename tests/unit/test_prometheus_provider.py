@@ -3,11 +3,10 @@ does not answer; queries against a real Prometheus are in tests/integration/test
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from roost.controllers import prometheus
+from roost.devcluster import cluster
 
 
 def test_version_placeholder_is_replaced_everywhere() -> None:
@@ -50,7 +49,7 @@ def test_a_metric_added_to_the_spec_mid_rollout_is_left_for_the_next_one() -> No
     from roost.controllers import analysis as analysis_mod
     from roost.stats import canary
 
-    port = _closed_port()
+    port = cluster.free_port()  # a loopback port nobody listens on
     address = f"http://127.0.0.1:{port}"
     source = {"address": address, "bad": "a", "total": "b"}
     state = canary.Analysis([canary.counted_spec("referrals", 0.05)])
@@ -63,15 +62,8 @@ def test_a_metric_added_to_the_spec_mid_rollout_is_left_for_the_next_one() -> No
     assert readings == {}
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_unreachable_address_raises_a_clear_error() -> None:
-    port = _closed_port()
+    port = cluster.free_port()  # a loopback port nobody listens on
     with prometheus.client(timeout=2.0) as http, pytest.raises(prometheus.PrometheusError) as info:
         prometheus.instant_vector(http, f"http://127.0.0.1:{port}", "up")
     assert info.value.reason == "PrometheusQueryFailed"
