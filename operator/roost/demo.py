@@ -372,7 +372,7 @@ def canary_scenario() -> int:
     deployment = k.get("Deployment", NAMESPACE, "breast-cancer") or {}
     url = deployment["status"]["url"]
     rows = pd.read_csv(EXAMPLES / "data" / "breast_cancer.csv").sample(300, random_state=0)
-    console.print("[bold]canary 2/3[/] roll out v2 as a canary (10% → 50%), judged against v1")
+    console.print("[bold]canary 2/3[/] roll out v2 as a canary at 50 %, judged against v1")
     status = deployment["status"]
     if (status.get("rollback") or {}).get("modelVersion") == "breast-cancer-v2":
         console.print(f"     v2 was rolled back earlier ({status['rollback']['message']}); Roost does not retry "
