@@ -319,8 +319,11 @@ def _wait_versions(k: kube_mod.Kube, names: list[str]) -> None:
     raise errors.PermanentError("DemoTimedOut", f"{', '.join(names)} did not become Ready")
 
 
-def _evidence(metrics: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
+def _evidence(evidence: dict[str, Any], title: str) -> Table:
+    metrics = evidence.get("metrics") or []
+    caption = ("latency against a baseline: a fresh copy of stable taking the candidate's share"
+               if evidence.get("latencyComparedWith") == "baseline" else None)
+    table = Table(title=title, caption=caption)
     for col in ("metric", "verdict", "candidate", "stable", "interval", "margin", "requests (cand/stable)"):
         table.add_column(col)
     for m in metrics:
@@ -343,8 +346,10 @@ def _roll_out(k: kube_mod.Kube, manifest: str, version: str, url: str, rows: pd.
             status = (k.get("Deployment", NAMESPACE, "breast-cancer") or {}).get("status") or {}
             canary = status.get("canary") or {}
             verdict = (status.get("analysis") or {}).get("verdict", "starting")
+            baseline = canary.get("baselineWeight")
+            share = f" (baseline {baseline}%)" if baseline is not None else ""
             line = (f"     canary {canary.get('modelVersion')} step {canary.get('step')} "
-                    f"weight {canary.get('weight')}% — {verdict}") if canary else ""
+                    f"weight {canary.get('weight')}%{share} — {verdict}") if canary else ""
             if line and line != last:
                 console.print(line)
                 last = line
@@ -372,7 +377,7 @@ def canary_scenario() -> int:
     deployment = k.get("Deployment", NAMESPACE, "breast-cancer") or {}
     url = deployment["status"]["url"]
     rows = pd.read_csv(EXAMPLES / "data" / "breast_cancer.csv").sample(300, random_state=0)
-    console.print("[bold]canary 2/3[/] roll out v2 as a canary at 50 %, judged against v1")
+    console.print("[bold]canary 2/3[/] roll out v2 as a canary (10% → 50%), judged against v1")
     status = deployment["status"]
     if (status.get("rollback") or {}).get("modelVersion") == "breast-cancer-v2":
         console.print(f"     v2 was rolled back earlier ({status['rollback']['message']}); Roost does not retry "
@@ -380,15 +385,13 @@ def canary_scenario() -> int:
     elif (status.get("stable") or {}).get("modelVersion") not in ("breast-cancer-v2", "breast-cancer-v3"):
         status = _roll_out(k, "canary/deployment-canary-v2.yaml", "breast-cancer-v2", url, rows)
     if (status.get("promotion") or {}).get("modelVersion") == "breast-cancer-v2":
-        console.print(_evidence(status["promotion"]["evidence"]["metrics"], "evidence for promoting v2"))
+        console.print(_evidence(status["promotion"].get("evidence") or {}, "evidence for promoting v2"))
     elif (status.get("rollback") or {}).get("modelVersion") == "breast-cancer-v2":
-        evidence = status["rollback"].get("evidence") or {}
-        console.print(_evidence(evidence.get("metrics") or [], "evidence for rolling back v2"))
+        console.print(_evidence(status["rollback"].get("evidence") or {}, "evidence for rolling back v2"))
     console.print("[bold]canary 3/3[/] roll out v3 the same way")
     if (status.get("rollback") or {}).get("modelVersion") != "breast-cancer-v3":
         status = _roll_out(k, "canary/deployment-canary-v3.yaml", "breast-cancer-v3", url, rows)
-    evidence = (status.get("rollback") or {}).get("evidence") or {}
-    console.print(_evidence(evidence.get("metrics") or [], "evidence for rolling back v3"))
+    console.print(_evidence((status.get("rollback") or {}).get("evidence") or {}, "evidence for rolling back v3"))
     console.print(f"Serving: {status['stable']['modelVersion']}; the spec names breast-cancer-v3 (as git does), "
                   "and the status says why it is not served:")
     console.print(f"  kubectl describe deployments.roost.dev breast-cancer -n {NAMESPACE}")

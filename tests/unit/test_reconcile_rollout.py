@@ -211,3 +211,84 @@ def test_shadow_without_mirroring_is_refused_and_starts_no_candidate() -> None:
     assert plan.routes == [{"version": "v1", "server": S1, "weight": 100}]
     assert cond(plan.status, "Stalled") == ("True", "MirrorUnsupported")
     assert cond(plan.status, "Available") == ("True", "Serving")
+
+
+# ----- the baseline: a fresh copy of stable taking the candidate's share ----------------------------------
+B1 = rd.baseline_server_name("v1", str(V1.digest))
+
+
+def weighted(status: dict[str, Any], servers: dict[str, str], verdict: Verdict = WAIT, now: datetime.datetime = T0,
+             spec: dict[str, Any] | None = None, requests: int = 0) -> rd.ServingPlan:
+    """reconcile() on a backend where each server takes exactly its route's share (the local router)."""
+    spec = spec or {"modelVersion": "v2", "strategy": {"type": "Canary", "steps": STEPS}}
+    return rd.reconcile(rd.Observed(
+        "ns", "d", 2, deployment.DeploymentSpec.model_validate(spec), status, now, V2,
+        {n: rd.Server(n, s, f"http://127.0.0.1/{n}") for n, s in servers.items()}, True, verdict, requests,
+        weighted_split=True))
+
+
+def test_baseline_server_name_is_distinct_and_fits_a_dns_label() -> None:
+    long = rd.baseline_server_name("m" * 63, "sha256:" + "a" * 64)
+    assert len(long) <= 63 and long.endswith("-baseline")
+    assert B1 not in (S1, S2) and f"{S1}-baseline" == B1
+
+
+def test_a_weighted_canary_starts_a_baseline_with_the_candidate_and_waits_for_both() -> None:
+    plan = weighted(dict(STABLE), {S1: "Ready"})
+    ensured = dict(plan.ensure)
+    assert set(ensured) == {S1, S2, B1}
+    assert ensured[B1].baseline and ensured[B1].name == "v1" and ensured[B1].digest == V1.digest
+    assert not ensured[S1].baseline
+    waiting = weighted(dict(STABLE), {S1: "Ready", S2: "Ready", B1: "Starting"})
+    assert waiting.routes == [{"version": "v1", "server": S1, "weight": 100}]
+    assert waiting.status.get("canary") is None
+    assert cond(waiting.status, "Reconciling") == ("True", "Starting")
+
+
+def test_the_baseline_takes_the_candidates_share_up_to_half() -> None:
+    servers = {S1: "Ready", S2: "Ready", B1: "Ready"}
+    plan = weighted(dict(STABLE), servers)
+    assert plan.routes == [{"version": "v1", "server": S1, "weight": 80}, {"version": "v1", "server": B1, "weight": 10},
+                           {"version": "v2", "server": S2, "weight": 10}]
+    assert plan.status["canary"]["baselineWeight"] == 10
+    at_50 = weighted(plan.status, servers, requests=100)
+    assert at_50.status["canary"]["weight"] == 50
+    assert at_50.routes == [{"version": "v1", "server": S1, "weight": 0}, {"version": "v1", "server": B1, "weight": 50},
+                            {"version": "v2", "server": S2, "weight": 50}]
+    assert at_50.routes[-1]["server"] == S2  # the candidate stays last: sticky keys already on it stay there
+
+
+@pytest.mark.parametrize("verdict", [PASS, FAIL])
+def test_the_baseline_drains_when_the_rollout_ends(verdict: Verdict) -> None:
+    servers = {S1: "Ready", S2: "Ready", B1: "Ready"}
+    status = weighted(dict(STABLE), servers).status
+    status = weighted(status, servers, requests=100).status
+    plan = weighted(status, servers, verdict, now=T0 + datetime.timedelta(minutes=2))
+    assert B1 not in dict(plan.ensure)
+    assert B1 in plan.status["backend"]["draining"] and B1 not in plan.stop
+    assert all(r["server"] != B1 for r in plan.routes or [])
+    later = weighted(plan.status, servers, verdict, now=T0 + datetime.timedelta(minutes=3))
+    assert B1 in later.stop
+
+
+def test_no_baseline_when_switched_off_for_a_shadow_or_where_pods_share_the_load() -> None:
+    servers = {S1: "Ready", S2: "Ready"}
+    off = weighted(dict(STABLE), servers, spec={"modelVersion": "v2", "strategy": {
+        "type": "Canary", "steps": STEPS, "analysis": {"baseline": False}}})
+    assert B1 not in dict(off.ensure) and off.status["canary"].get("baselineWeight") is None
+    shadow = weighted(dict(STABLE), servers, spec={"modelVersion": "v2", "strategy": {"type": "Shadow"}})
+    assert B1 not in dict(shadow.ensure)
+    by_replicas = reconcile(dict(STABLE), servers)  # the Kubernetes backend: traffic follows ready Pods
+    assert B1 not in dict(by_replicas.ensure) and len(by_replicas.routes or []) == 2
+
+
+def test_a_baseline_that_fails_is_dropped_and_the_rollout_goes_on_against_stable() -> None:
+    servers = {S1: "Ready", S2: "Ready", B1: "Ready"}
+    status = weighted(dict(STABLE), servers).status
+    plan = weighted(status, {**servers, B1: "Failed"})
+    assert "BaselineFailed" in [e.reason for e in plan.events]
+    assert plan.status["canary"].get("baselineWeight") is None
+    assert plan.routes == [{"version": "v1", "server": S1, "weight": 90}, {"version": "v2", "server": S2, "weight": 10}]
+    assert B1 in plan.stop
+    again = weighted(plan.status, {S1: "Ready", S2: "Ready"})
+    assert B1 not in dict(again.ensure) and "BaselineFailed" not in [e.reason for e in again.events]

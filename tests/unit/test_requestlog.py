@@ -153,3 +153,25 @@ def test_read_log_filters_by_time_and_ignores_partial_writes(tmp_path: Path) -> 
     recent = requestlog.read_log(store, f"{root}/log", since=old + 0.5)
     assert recent["request_id"].tolist() == ["r2", "r3", "r4"]
     assert requestlog.read_log(store, f"{root}/log", since=time.time() + 10).empty
+
+
+def test_a_canary_baseline_logs_apart_from_stable_and_drift_reads_both(tmp_path: Path) -> None:
+    from roost.controllers import analysis
+    from roost.workers import drift
+
+    root = f"file://{tmp_path}"
+    store = store_mod.Store(root)
+    stable_uri = analysis.log_uri(store, "ns", "bc", "bc-v1")
+    baseline_uri = analysis.log_uri(store, "ns", "bc", "bc-v1", baseline=True)
+    assert baseline_uri.startswith(stable_uri + "/") and baseline_uri != stable_uri
+    for uri, first in ((stable_uri, 1), (baseline_uri, 10)):
+        log, _ = make_log(root, uri)
+        log.record(entry(first))
+        log.record(entry(first + 1))
+        assert log.flush()
+    # the analysis reads each log alone: stable's batches are only the files directly under its prefix
+    assert requestlog.read_log(store, stable_uri)["request_id"].tolist() == ["r1", "r2"]
+    assert requestlog.read_log(store, baseline_uri)["request_id"].tolist() == ["r10", "r11"]
+    # drift looks at every request clients were answered, the baseline's included
+    window = drift.window_frame(store, store.uri("requestlogs", "ns", "bc"), 100, None)
+    assert sorted(window["a"].tolist()) == [1.0, 1.5, 2.0, 2.5, 10.0, 10.5, 11.0, 11.5]

@@ -279,7 +279,7 @@ def test_server_state_counts_container_restarts() -> None:
 def test_kubernetes_serving_has_the_local_backends_method_surface() -> None:
     public = {n for n, f in inspect.getmembers(serving_local.LocalServing, inspect.isfunction) if not n.startswith("_")}
     assert public == {"observe_server", "ensure_server", "server_names", "stop_server", "route", "router_ready",
-                      "stop_all", "stop_everything", "mirror_supported"}
+                      "stop_all", "stop_everything", "mirror_supported", "weighted_split"}
     for name in public:
         local = inspect.signature(getattr(serving_local.LocalServing, name))
         kube = inspect.signature(getattr(serving_kube.KubernetesServing, name))

@@ -95,6 +95,12 @@ class Analysis(RoostModel):
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="False-rollback budget, split over the metrics.")
     beta: float = Field(default=0.2, gt=0, lt=0.5, description="Missed-regression budget at the stated margins.")
     dry_run: bool = Field(default=False, description="Judge and report, never act.")
+    baseline: bool = Field(
+        default=True,
+        description="Where one process per version takes an exact share of the requests (the local backend's "
+                    "router), run a fresh copy of stable that takes the candidate's share (up to half the traffic), "
+                    "and compare latency with it rather than with stable: how fast a process answers depends on "
+                    "how often it is asked (Kayenta's baseline). Error, rejection and prediction metrics use both.")
     metrics: list[Metric] = Field(
         default_factory=lambda: [Metric(name="error-rate", max_increase=0.01),
                                  Metric(name="latency-p95", max_ratio=1.2)],
@@ -171,6 +177,10 @@ class ServedVersion(RoostModel):
     start_time: str | None = Field(default=None, description="When the candidate started taking part (RFC 3339).")
     step_start_time: str | None = Field(default=None, description="When the current step started (RFC 3339).")
     mode: str | None = Field(default=None, description="Canary or Shadow, for the candidate.")
+    baseline_weight: int | None = Field(
+        default=None, ge=0, le=100,
+        description="Percent of traffic to the baseline, a fresh copy of stable the candidate's latency is "
+                    "compared with (unset: no baseline runs in this rollout).")
 
 
 class DeploymentStatus(common.CommonStatus):

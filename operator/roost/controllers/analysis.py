@@ -4,7 +4,9 @@ confidence sequences (:mod:`roost.stats.canary`), and return the verdict the rol
 The analysis state is O(1) per metric and lives in ``status.analysis`` between reconciles, with a
 cursor per version (the newest request time already counted), so a restarted operator continues
 where it stopped and no request is counted twice. Candidate requests in the ``warmup`` span, and
-stable requests from before the candidate started, are not judged. Metrics of the user's own come from
+stable requests from before the candidate started, are not judged. Where the rollout runs a baseline (a
+fresh copy of stable taking the candidate's share, :mod:`roost.reconcile.deployment`), the latency
+metrics compare the candidate with the baseline alone. Metrics of the user's own come from
 Prometheus (:mod:`roost.controllers.prometheus`): their counters' last readings are kept in the cursor.
 """
 
@@ -44,6 +46,14 @@ def _parse(t: str) -> float:
     return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
 
 
+def log_uri(store: store_mod.Store, namespace: str, name: str, version: str, *, baseline: bool = False) -> str:
+    """Where a version's server logs: ``requestlogs/<namespace>/<name>/<version>``; a canary's baseline copy
+    of stable logs in ``baseline/`` under it (which stable's own log does not read: only files directly
+    under a prefix are its batches)."""
+    parts = ("requestlogs", namespace, name, version) + (("baseline",) if baseline else ())
+    return store.uri(*parts)
+
+
 def specs_of(analysis: deployment.Analysis) -> list[canary.MetricSpec]:
     """The spec's metrics as the statistics module's metric specs."""
     return [canary.counted_spec(m.name, m.max_increase or 0.0) if m.prometheus is not None else
@@ -77,24 +87,30 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
     analysis = (canary.Analysis.from_dict(state) if state else
                 canary.Analysis(specs_of(settings), alpha=settings.alpha, beta=settings.beta,
                                 min_requests=settings.min_requests))
+    # With a baseline (a fresh copy of stable taking the candidate's share), stable's side of the latency
+    # metrics is the baseline's requests alone; its side of every other metric is stable's and the baseline's.
+    baseline = cand.get("baselineWeight") is not None
+    logs = {"stable": log_uri(store, namespace, name, stable["modelVersion"]),
+            "candidate": log_uri(store, namespace, name, cand["modelVersion"])}
+    if baseline:
+        logs["baseline"] = log_uri(store, namespace, name, stable["modelVersion"], baseline=True)
     frames: dict[str, pd.DataFrame] = {}
-    for role, version in (("stable", stable["modelVersion"]), ("candidate", cand["modelVersion"])):
-        prefix = store.uri("requestlogs", namespace, name, version)
+    for role, prefix in logs.items():
         since = max(start, float(cursor.get(role, 0.0)) - AGREEMENT_LOOKBACK)
         frames[role] = requestlog.read_log(store, prefix, since)
     step_start = _parse(cand.get("stepStartTime") or cand["startTime"])
     candidate_requests = int((frames["candidate"]["time"] >= step_start).sum())
     shadow = spec.strategy.type == deployment.StrategyType.SHADOW
-    for role in ("stable", "candidate"):
-        frame = frames[role]
+    for role, frame in frames.items():
         fresh = frame[(frame["time"] > float(cursor.get(role, 0.0))) & (frame["time"] >= judged_from)]
         if fresh.empty:
             continue
         agreement = None
         if shadow and role == "candidate":
             agreement = _agreement(frames["stable"], fresh)
-        analysis.update(role, status_codes=fresh["status"].to_numpy(), latencies_ms=fresh["latency_ms"].to_numpy(),
-                        predictions=_predictions(fresh["outputs"]), agreement=agreement)
+        latencies = None if baseline and role == "stable" else fresh["latency_ms"].to_numpy()
+        analysis.update("stable" if role == "baseline" else role, status_codes=fresh["status"].to_numpy(),
+                        latencies_ms=latencies, predictions=_predictions(fresh["outputs"]), agreement=agreement)
         cursor[role] = float(fresh["time"].max())
     query_errors: dict[str, str] = {}
     if time.time() >= judged_from and analysis.pending_counts:  # the rollout's counted metrics (see below)
@@ -103,7 +119,8 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
                                                 query_errors)
     verdict = analysis.judge()
     evidence = {"verdict": str(verdict.outcome), "message": verdict.message,
-                "metrics": [m.to_dict() for m in verdict.metrics]}
+                "metrics": [m.to_dict() for m in verdict.metrics],
+                "latencyComparedWith": "baseline" if baseline else "stable"}
     new_status = {
         "candidate": {"modelVersion": cand["modelVersion"], "digest": cand["digest"], "startTime": cand["startTime"]},
         "cursor": cursor, "state": analysis.to_dict(), "dryRun": settings.dry_run, **evidence,

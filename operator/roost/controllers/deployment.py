@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from typing import Any
 
@@ -25,13 +26,17 @@ REFUSED_RETRY_SECONDS = 60.0
 
 def server_config(rt: Runtime, ns: str, name: str, spec: deployment.DeploymentSpec,
                   version: reconcile_deploy.Version) -> dict[str, Any] | None:
-    """The ``roost serve`` config of one version (None when its signature is unknown)."""
+    """The ``roost serve`` config of one version (None when its signature is unknown).
+
+    A canary's baseline copy of stable logs apart from stable's own log (:func:`analysis.log_uri`).
+    """
     if not version.signature or not version.artifact or not version.artifact.get("uri"):
         return None
+    log_uri = analysis.log_uri(rt.store, ns, name, version.name, baseline=version.baseline)
     return {
         "modelName": name, "modelVersion": version.name, "namespace": ns,
         "artifact": version.artifact, "signature": version.signature, "store": rt.store.root,
-        "requestLog": {"uri": rt.store.uri("requestlogs", ns, name, version.name),
+        "requestLog": {"uri": log_uri,
                        "sampleRate": spec.logging.sample_rate, "flushInterval": 2.0, "flushRows": 1000,
                        "maxBufferedRows": 100_000},
         **({"runtime": version.runtime} if version.runtime else {}),
@@ -70,6 +75,7 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
 
     servers, router_ready = await asyncio.to_thread(observe)
     mirror_supported = await asyncio.to_thread(backend.mirror_supported)
+    weighted_split = backend.weighted_split()
     status = body.get("status") or {}
     live = analysis.Result({}, rollout.NO_ANALYSIS, 0, {})
     if status.get("canary") and spec.strategy.type != deployment.StrategyType.REPLACE:
@@ -78,7 +84,7 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
     plan = reconcile_deploy.reconcile(reconcile_deploy.Observed(
         ns, name, meta.get("generation", 0), spec, status, datetime.datetime.now(datetime.UTC), desired,
         servers, router_ready, live.verdict, live.candidate_requests, promote, abort, live.evidence or None,
-        mirror_supported))
+        mirror_supported, weighted_split))
     new_candidate = (plan.status.get("canary") or {}).get("digest") != (status.get("canary") or {}).get("digest")
     if plan.status.get("canary") and live.status:
         plan.status["analysis"] = live.status
@@ -92,7 +98,7 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> plan_mod.Plan:
             other = await asyncio.to_thread(rt.kube.get, "ModelVersion", ns, version.name)
             candidate = reconcile_deploy.desired_version(version.name, other)
             if candidate.digest == version.digest:
-                version = candidate
+                version = dataclasses.replace(candidate, baseline=version.baseline)
         return server_config(rt, ns, name, spec, version)
 
     urls: dict[str, str | None] = {}

@@ -621,6 +621,12 @@ class KubernetesServing:
         """Request mirroring (Shadow) needs the HTTPRoute's RequestMirror filter here."""
         return self.gateway_api()
 
+    def weighted_split(self) -> bool:
+        """No baseline here: without the Gateway API the split follows ready Pods (each Pod is asked as
+        often as any other); with it, replicas are split by weight too, so Pods are asked about equally
+        often once ``replicas`` x weight reaches 1 (10 replicas for 10 % steps)."""
+        return False
+
     def router_ready(self, namespace: str, deployment: str) -> bool:
         """Whether the stable Service exists (the API server, not a probe, is the evidence)."""
         return self._read("Service", namespace, child_name(deployment)) is not None

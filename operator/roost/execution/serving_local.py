@@ -221,6 +221,10 @@ class LocalServing:
         """The router mirrors requests itself (Shadow)."""
         return True
 
+    def weighted_split(self) -> bool:
+        """One process per version takes exactly its route's share: a canary runs a baseline beside it."""
+        return True
+
     def router_ready(self, namespace: str, deployment: str) -> bool:
         port = _read_int(self._dir(namespace, deployment) / "router" / "port")
         return bool(port) and _healthy(f"http://127.0.0.1:{port}/healthz")

@@ -6,6 +6,13 @@ the old server stops after a drain period, so that a version switch fails no req
 (:mod:`roost.reconcile.rollout` walks the steps); it is promoted on evidence or rolled back, and a
 rolled-back version is not tried again until the spec names another. A Rejected version is never
 served: the current one keeps serving (``Stalled``/``VersionNotReady``).
+
+Where the backend gives each process an exact share of the requests (the local router), a canary
+also runs a *baseline*: a fresh copy of stable that takes the candidate's share (up to half the
+traffic), started with the candidate, so that the two processes the latency comparison looks at are
+asked equally often and are equally new — Kayenta's canary/baseline pair (Spinnaker docs, "Canary
+best practices": compare the canary with a baseline of the same size, not with production). How fast
+a process answers depends on how often it is asked (measured in ``examples/canary/README.md``).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class Version:
     artifact: dict[str, Any] | None = None
     signature: dict[str, Any] | None = None
     runtime: dict[str, Any] | None = None  # status.runtime: onnx (parity passed) or sklearn
+    baseline: bool = False  # a canary's baseline copy of this (stable) version: it logs apart
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class Observed:
     abort_requested: bool = False
     analysis_evidence: dict[str, Any] | None = None
     mirror_supported: bool = True  # the backend can mirror requests (Kubernetes: the Gateway API is installed)
+    weighted_split: bool = False  # each server takes exactly its route's share (the local router)
 
 
 @dataclass
@@ -83,6 +92,11 @@ class ServingPlan:
 def server_name(version: str, digest: str) -> str:
     """``<modelVersion>-<10 hex of the digest>``: a new artifact under a name gets a new server."""
     return f"{version}-{digest.removeprefix('sha256:')[:10]}"[:63]
+
+
+def baseline_server_name(version: str, digest: str) -> str:
+    """The server of a canary's baseline copy of ``version``: ``<server_name>-baseline``, at most 63 chars."""
+    return f"{server_name(version, digest)[:54]}-baseline"
 
 
 def replica_split(total: int, candidate_weight: int | None, mirror: bool = False) -> tuple[int, int]:
@@ -223,6 +237,7 @@ def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[
         return _finish(obs, b, plan, draining)
     # A new candidate: an earlier version's rollback (kept in status.rollback) no longer describes this rollout.
     b.condition("RolledBack", FALSE, "RollingOut", f"rolling out {d.name}")
+    baseline = _baseline(obs, plan, stable, canary, mode)  # started with the candidate
     if target_state.state == "Failed":
         message = f"the candidate {d.name} failed to start: {target_state.message}"
         return _roll_back(obs, b, plan, draining, stable_route, target, "CandidateFailed", message)
@@ -232,12 +247,23 @@ def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[
         plan.routes = [stable_route]
         plan.requeue_after = POLL_SECONDS
         return _finish(obs, b, plan, draining)
+    if baseline is not None and not canary and obs.servers.get(baseline, Server("", "Missing")).state in (
+            "Starting", "Missing"):
+        b.progressing("Starting", f"starting a baseline copy of {stable['modelVersion']} beside candidate {d.name}")
+        b.status["canary"] = None
+        plan.routes = [stable_route]
+        plan.requeue_after = POLL_SECONDS
+        return _finish(obs, b, plan, draining)
     if not canary:
         canary = {"modelVersion": d.name, "digest": d.digest, "step": 0, "weight": 0, "mode": mode,
                   "startTime": rollout._stamp(obs.now), "stepStartTime": rollout._stamp(obs.now),
-                  "artifactURI": (d.artifact or {}).get("uri"), "readyReplicas": 1}
+                  "artifactURI": (d.artifact or {}).get("uri"), "readyReplicas": 1,
+                  "baselineWeight": 0 if baseline is not None else None}
         plan.events.append(Event("Normal", "RolloutStarted", f"Started a {mode} rollout of {d.name} against "
-                                                             f"{stable['modelVersion']}"))
+                                                             f"{stable['modelVersion']}"
+                                                             + (" and a baseline copy of it" if baseline else "")))
+    elif baseline is None:
+        canary["baselineWeight"] = None
     outcome = rollout.advance(rollout.Observed(
         obs.spec.strategy, obs.spec.paused, obs.now, canary, obs.candidate_requests, obs.verdict,
         obs.promote_requested, obs.abort_requested))
@@ -248,6 +274,7 @@ def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[
         plan.routes = [{"version": d.name, "server": target, "weight": 100}]
         draining.setdefault(stable_server, _now(obs.now))
         plan.ensure = [e for e in plan.ensure if e[0] != stable_server]
+        _drain_baseline(obs, plan, draining, stable)
         b.status["stable"] = {"modelVersion": d.name, "digest": d.digest, "readyReplicas": 1, "weight": 100,
                               "artifactURI": (d.artifact or {}).get("uri")}
         b.status["canary"] = None
@@ -264,8 +291,12 @@ def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[
     if mode == deployment.StrategyType.SHADOW.value:
         plan.routes = [stable_route, {"version": d.name, "server": target, "weight": 0, "mirror": True}]
     else:
-        plan.routes = [{**stable_route, "weight": 100 - weight},
+        share = min(weight, 100 - weight) if baseline is not None else 0
+        plan.routes = [{**stable_route, "weight": 100 - weight - share},
                        {"version": d.name, "server": target, "weight": weight}]
+        if baseline is not None:
+            plan.routes.insert(1, {"version": stable["modelVersion"], "server": baseline, "weight": share})
+            outcome.canary["baselineWeight"] = share
     b.status["canary"] = outcome.canary
     b.progressing(outcome.reason, outcome.message)
     plan.requeue_after = ANALYSIS_SECONDS
@@ -277,6 +308,7 @@ def _roll_back(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dic
     d = obs.desired
     plan.routes = [stable_route]
     plan.ensure = [e for e in plan.ensure if e[0] != target]
+    _drain_baseline(obs, plan, draining, obs.status.get("stable") or {})
     b.status["canary"] = None
     b.status["rollback"] = _rollback_record(d, reason, message, obs)
     text = f"rolled back {d.name} ({reason}): {message}"
@@ -284,6 +316,42 @@ def _roll_back(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dic
     b.stalled("RolledBack", f"{text}; {stable_route['version']} serves")
     plan.events.append(Event("Warning", "RolledBack", text))
     return _finish(obs, b, plan, draining)
+
+
+def _baseline(obs: Observed, plan: ServingPlan, stable: dict[str, Any], canary: dict[str, Any],
+              mode: str) -> str | None:
+    """The baseline server this canary runs (added to ``plan.ensure``), or None.
+
+    Decided when the rollout starts (``status.canary.baselineWeight`` set or not) and kept for it; a
+    baseline that fails is dropped, with an event, and latency is then compared with stable itself.
+    """
+    if canary:
+        wanted = canary.get("baselineWeight") is not None
+    else:
+        analysis = obs.spec.strategy.analysis or deployment.Analysis()
+        wanted = mode == deployment.StrategyType.CANARY.value and obs.weighted_split and analysis.baseline
+    if not wanted:
+        return None
+    name = baseline_server_name(stable["modelVersion"], stable["digest"])
+    state = obs.servers.get(name, Server(name, "Missing"))
+    if state.state == "Failed":
+        plan.events.append(Event("Warning", "BaselineFailed",
+                                 f"the baseline copy of {stable['modelVersion']} failed: {state.message}; the "
+                                 "candidate's latency is compared with stable itself"))
+        return None
+    plan.ensure.append((name, Version(stable["modelVersion"], True, True, digest=stable["digest"],
+                                      artifact={"uri": stable.get("artifactURI"), "digest": stable["digest"]},
+                                      baseline=True)))
+    return name
+
+
+def _drain_baseline(obs: Observed, plan: ServingPlan, draining: dict[str, str], stable: dict[str, Any]) -> None:
+    """The rollout is over: its baseline stops taking requests, and stops after the drain period."""
+    if stable and stable.get("digest"):
+        name = baseline_server_name(stable["modelVersion"], stable["digest"])
+        plan.ensure = [e for e in plan.ensure if e[0] != name]
+        if name in obs.servers:
+            draining.setdefault(name, _now(obs.now))
 
 
 def _availability(b: StatusBuilder, stable: dict[str, Any] | None, serving: bool) -> None:

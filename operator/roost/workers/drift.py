@@ -27,7 +27,8 @@ from roost.workers import report
 
 def window_frame(store: store_mod.Store, prefix: str, size: int, max_age: str | None,
                  now: float | None = None) -> pd.DataFrame:
-    """The newest ``size`` input rows logged under ``prefix`` (every version), one column per feature.
+    """The newest ``size`` input rows logged under ``prefix`` (every version, and a canary's baseline copy of
+    stable), one column per feature.
 
     Args:
         prefix: ``<store>/requestlogs/<namespace>/<deployment>``.
@@ -39,7 +40,8 @@ def window_frame(store: store_mod.Store, prefix: str, size: int, max_age: str | 
     since = None
     if max_age:
         since = (now or time.time()) - common.parse_duration(max_age).total_seconds()
-    frames = [requestlog.read_log(store, p, since) for p in store.list(prefix)]
+    # every version's log, and a canary baseline's (a copy of stable that answered clients too)
+    frames = [requestlog.read_log(store, log, since) for p in store.list(prefix) for log in (p, f"{p}/baseline")]
     log = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
     if log is None:
         return pd.DataFrame()
