@@ -141,10 +141,16 @@ def test_a_prometheus_metric_rolls_back_a_candidate_that_refers_twice_as_many(ro
 
 
 def test_scrape_targets_list_the_running_processes(rollout: dict[str, Any]) -> None:
-    """The file lists what runs (the rolled-back candidate is gone from it); Prometheus follows it."""
+    """The file lists what runs (the rolled-back candidate is gone from it, and the rollout's baseline
+    once it has drained); Prometheus follows it."""
     path = Path(rollout["operator"].workdir / "state" / "serving" / "scrape-targets.json")
-    listed = {t["targets"][0]: t["labels"]["roost_process"] for t in json.loads(path.read_text())
-              if t["labels"]["roost_namespace"] == NS}
+    deadline = time.monotonic() + 20
+    while True:
+        listed = {t["targets"][0]: t["labels"]["roost_process"] for t in json.loads(path.read_text())
+                  if t["labels"]["roost_namespace"] == NS}
+        if not any(p.endswith("-baseline") for p in listed.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert sorted(p.rsplit("-", 1)[0] if p != "router" else p for p in listed.values()) == ["pm-v1", "router"], listed
     deadline = time.monotonic() + 20
     while True:
