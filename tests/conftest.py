@@ -70,6 +70,24 @@ def private_namespace(api_client: Any) -> Iterator[str]:
     yield from _fresh_namespace(api_client, PRIVATE_NAMESPACE_PREFIX)
 
 
+def http_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None,
+               interval: float = 0.1) -> bool:
+    """Poll ``GET url`` until it answers 200 (True); False once ``timeout`` seconds pass or ``process`` exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(interval)
+    return False
+
+
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the machine's kubectl against the test control plane."""

@@ -23,7 +23,7 @@ import yaml
 
 from roost.devcluster import cluster
 from roost.devcluster import prometheus as prometheus_build
-from tests.conftest import Operator, Roost
+from tests.conftest import Operator, Roost, http_ready
 from tests.integration.test_canary import DATA, Load, poll, serve
 from tests.integration.test_canary_live import _dataset, _run, _version, mislabelled
 
@@ -52,15 +52,7 @@ def prom(operator: Operator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                                  f"--web.listen-address={address.removeprefix('http://')}"],
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{address}/-/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
+        if not http_ready(f"{address}/-/ready", 60, proc, interval=0.3):
             raise AssertionError(f"Prometheus never ready: {(folder / 'log').read_text()[-2000:]}")
         yield address
     finally:

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp
 from roost.serving import protocol, requestlog, server
 from roost.storage import models
 from roost.storage import store as store_mod
+from tests.conftest import http_ready
 
 MODEL = "breast-cancer"
 VERSION_HEADER = "x-roost-model-version"
@@ -624,17 +625,9 @@ def test_an_unreadable_config_exits_2(tmp_path: Path) -> None:
 
 # ----- request log ---------------------------------------------------------------------------------
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the server did not become ready")
+    if not http_ready(f"{url}/v2/health/ready", timeout, process):
+        code = process.poll()
+        raise RuntimeError(f"the server exited with {code}" if code is not None else "the server did not become ready")
 
 
 def serve_subprocess(config: dict[str, Any], tmp_path: Path, name: str = "server") -> subprocess.Popen[bytes]:

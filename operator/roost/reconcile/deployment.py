@@ -130,9 +130,7 @@ def reconcile(obs: Observed) -> ServingPlan:
     stable_server = server_name(stable["modelVersion"], stable["digest"]) if stable else None
     plan = ServingPlan(b.status, requeue_after=HEALTH_SECONDS)
     if stable_server:
-        stable_version = Version(stable["modelVersion"], True, True, digest=stable["digest"],
-                                 artifact={"uri": stable.get("artifactURI"), "digest": stable["digest"]})
-        plan.ensure.append((stable_server, stable_version))
+        plan.ensure.append((stable_server, _stable_version(stable)))
     serving = stable_server is not None and obs.servers.get(stable_server, Server("", "Missing")).state == "Ready"
     draining = dict((obs.status.get("backend") or {}).get("draining") or {})
 
@@ -196,6 +194,12 @@ def reconcile(obs: Observed) -> ServingPlan:
     return _finish(obs, b, plan, draining)
 
 
+def _stable_version(stable: dict[str, Any], baseline: bool = False) -> Version:
+    """``status.stable`` as the Version its server (or a canary's baseline copy of it) runs."""
+    return Version(stable["modelVersion"], True, True, digest=stable["digest"],
+                   artifact={"uri": stable.get("artifactURI"), "digest": stable["digest"]}, baseline=baseline)
+
+
 def _rollback_record(version: Version, reason: str, message: str, obs: Observed) -> dict[str, Any]:
     return {"modelVersion": version.name, "digest": version.digest, "time": _now(obs.now), "reason": reason,
             "message": message, "evidence": obs.analysis_evidence}
@@ -241,16 +245,13 @@ def _rollout(obs: Observed, b: StatusBuilder, plan: ServingPlan, draining: dict[
     if target_state.state == "Failed":
         message = f"the candidate {d.name} failed to start: {target_state.message}"
         return _roll_back(obs, b, plan, draining, stable_route, target, "CandidateFailed", message)
-    if target_state.state != "Ready":
-        b.progressing("Starting", f"starting candidate {d.name} ({mode}): {target_state.message}")
+    baseline_starting = baseline is not None and not canary and obs.servers.get(
+        baseline, Server("", "Missing")).state in ("Starting", "Missing")
+    if target_state.state != "Ready" or baseline_starting:
+        b.progressing("Starting", f"starting candidate {d.name} ({mode}): {target_state.message}"
+                      if target_state.state != "Ready" else
+                      f"starting a baseline copy of {stable['modelVersion']} beside candidate {d.name}")
         b.status["canary"] = canary or None
-        plan.routes = [stable_route]
-        plan.requeue_after = POLL_SECONDS
-        return _finish(obs, b, plan, draining)
-    if baseline is not None and not canary and obs.servers.get(baseline, Server("", "Missing")).state in (
-            "Starting", "Missing"):
-        b.progressing("Starting", f"starting a baseline copy of {stable['modelVersion']} beside candidate {d.name}")
-        b.status["canary"] = None
         plan.routes = [stable_route]
         plan.requeue_after = POLL_SECONDS
         return _finish(obs, b, plan, draining)
@@ -339,9 +340,7 @@ def _baseline(obs: Observed, plan: ServingPlan, stable: dict[str, Any], canary: 
                                  f"the baseline copy of {stable['modelVersion']} failed: {state.message}; the "
                                  "candidate's latency is compared with stable itself"))
         return None
-    plan.ensure.append((name, Version(stable["modelVersion"], True, True, digest=stable["digest"],
-                                      artifact={"uri": stable.get("artifactURI"), "digest": stable["digest"]},
-                                      baseline=True)))
+    plan.ensure.append((name, _stable_version(stable, baseline=True)))
     return name
 
 
