@@ -175,3 +175,55 @@ def test_a_canary_baseline_logs_apart_from_stable_and_drift_reads_both(tmp_path:
     # drift looks at every request clients were answered, the baseline's included
     window = drift.window_frame(store, store.uri("requestlogs", "ns", "bc"), 100, None)
     assert sorted(window["a"].tolist()) == [1.0, 1.5, 2.0, 2.5, 10.0, 10.5, 11.0, 11.5]
+
+
+def _window_by_request(store: store_mod.Store, prefix: str, size: int) -> pd.DataFrame:
+    """The window decoded the plain way, one DataFrame per logged request (the oracle)."""
+    frames = [requestlog.read_log(store, p) for p in store.list(prefix)]
+    log = pd.concat(frames, ignore_index=True)
+    log = log[(log["status"] == 200) & log["inputs"].notna()].sort_values("time", kind="stable")
+    parts = []
+    for inputs, outputs in zip(log["inputs"], log["outputs"], strict=True):
+        block = pd.DataFrame(json.loads(inputs))
+        predictions = json.loads(outputs) if outputs else None
+        if isinstance(predictions, list) and len(predictions) == len(block):
+            block["__prediction__"] = predictions
+        parts.append(block)
+    # a block of nulls alone reads as objects; joined with the rest of its column it is the float NaN
+    return pd.concat(parts, ignore_index=True).iloc[-size:].reset_index(drop=True).infer_objects()
+
+
+@pytest.mark.parametrize("size", [1, 7, 120, 10_000])
+def test_the_drift_window_holds_the_newest_rows_of_every_request_as_logged(tmp_path: Path, size: int) -> None:
+    from roost.workers import drift
+
+    root = f"file://{tmp_path}"
+    store = store_mod.Store(root)
+    prefix = store.uri("requestlogs", "ns", "bc")
+    rng = np.random.default_rng(5)
+    columns = ("x", "y", "z")
+    for version in ("bc-v1", "bc-v2"):
+        log, _ = make_log(root, f"{prefix}/{version}", max_rows=10_000)
+        log._columns = columns
+        start = time.time() - 100
+        for i in range(150):  # one-row blocks, a few big ones, refused and unsampled requests, a frame
+            rows = 1 if i % 10 else 25
+            at = start + i * 0.5 + (0.25 if version == "bc-v2" else 0.0)
+            if i % 37 == 5:
+                log.record(requestlog.Entry(at, "v2/infer", 400, 1.0, f"{version}-{i}", 0, None, None, "bad input"))
+            elif i % 41 == 3:
+                log.record(requestlog.Entry(at, "v2/infer", 200, 1.0, f"{version}-{i}", rows))
+            elif i % 53 == 7:
+                frame = pd.DataFrame({"x": [np.nan] * rows, "y": [1.0] * rows, "z": [2.0] * rows})
+                log.record(requestlog.Entry(at, "v1/predict", 200, 1.0, f"{version}-{i}", rows, frame,
+                                            np.arange(rows), None))
+            else:
+                block = rng.normal(size=(rows, 3))
+                log.record(requestlog.Entry(at, "v2/infer", 200, 1.0, f"{version}-{i}", rows, block,
+                                            rng.integers(0, 2, rows), None))
+        assert log.flush()
+    window = drift.window_frame(store, prefix, size, None)
+    expected = _window_by_request(store, prefix, size)
+    assert len(window) == min(size, len(expected)) and len(window) > 0
+    pd.testing.assert_frame_equal(window, expected, check_dtype=False)
+    assert window["__prediction__"].notna().all()

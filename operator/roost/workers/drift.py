@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from roost import errors
@@ -46,21 +47,56 @@ def window_frame(store: store_mod.Store, prefix: str, size: int, max_age: str | 
     if log is None:
         return pd.DataFrame()
     log = log[(log["status"] == 200) & log["inputs"].notna()].sort_values("time", kind="stable")
+    # the newest requests that hold ``size`` rows, found from the logged row counts before decoding anything
+    newest_first = log["rows"].to_numpy()[::-1]
+    enough = np.searchsorted(np.cumsum(newest_first), size)  # index (newest first) of the request that fills it
+    log = log.iloc[max(0, len(log) - int(enough) - 1):]
+    frame = _decode_window(log["inputs"].tolist(), log["outputs"].tolist())
+    return frame.iloc[-size:].reset_index(drop=True) if len(frame) > size else frame
+
+
+def _decode_window(inputs: list[str], outputs: list[str | None]) -> pd.DataFrame:
+    """One DataFrame of the logged requests' input rows (oldest first) and their ``__prediction__``.
+
+    Requests are columnar JSON (``{"<input>": [value per row]}``); runs of requests with the same inputs
+    are joined column by column (``list.extend``) into one frame, so a window of a million one-row requests
+    costs a JSON decode and an extend per request, not a DataFrame each. A request whose logged outputs do
+    not match its rows gets no prediction (NaN).
+    """
     parts: list[pd.DataFrame] = []
-    rows = 0
-    for inputs, outputs in zip(log["inputs"].iloc[::-1], log["outputs"].iloc[::-1], strict=True):
-        block = pd.DataFrame(json.loads(inputs))
-        predictions = json.loads(outputs) if outputs else None
-        if isinstance(predictions, list) and len(predictions) == len(block):
-            block["__prediction__"] = predictions
-        parts.append(block)
-        rows += len(block)
-        if rows >= size:
-            break
+    keys: tuple[str, ...] | None = None
+    columns: dict[str, list[Any]] = {}
+    predictions: list[Any] = []
+    for raw_inputs, raw_outputs in zip(inputs, outputs, strict=True):
+        block = orjson.loads(raw_inputs)
+        if not isinstance(block, dict) or not block:
+            continue
+        block = {k: v if isinstance(v, list) else [v] for k, v in block.items()}
+        rows = len(next(iter(block.values())))
+        if any(len(v) != rows for v in block.values()):
+            continue  # not a table: nothing the server logs, but a window must not fail on it
+        if tuple(block) != keys:
+            if keys is not None:
+                parts.append(_window_part(columns, predictions))
+            keys = tuple(block)
+            columns = {k: [] for k in keys}
+            predictions = []
+        for key, values in block.items():
+            columns[key].extend(values)
+        answered = orjson.loads(raw_outputs) if raw_outputs else None
+        predictions.extend(answered if isinstance(answered, list) and len(answered) == rows else [None] * rows)
+    if keys is not None:
+        parts.append(_window_part(columns, predictions))
     if not parts:
         return pd.DataFrame()
-    frame = pd.concat(parts[::-1], ignore_index=True)
-    return frame.iloc[-size:].reset_index(drop=True)
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _window_part(columns: dict[str, list[Any]], predictions: list[Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(columns)
+    if any(p is not None for p in predictions):
+        frame["__prediction__"] = predictions
+    return frame
 
 
 def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, Any]:
