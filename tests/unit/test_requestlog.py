@@ -181,11 +181,13 @@ def _window_by_request(store: store_mod.Store, prefix: str, size: int) -> pd.Dat
     """The window decoded the plain way, one DataFrame per logged request (the oracle)."""
     frames = [requestlog.read_log(store, p) for p in store.list(prefix)]
     log = pd.concat(frames, ignore_index=True)
-    log = log[(log["status"] == 200) & log["inputs"].notna()].sort_values("time", kind="stable")
+    log = log[log["status"] == 200].sort_values("time", kind="stable")
     parts = []
-    for inputs, outputs in zip(log["inputs"], log["outputs"], strict=True):
-        block = pd.DataFrame(json.loads(inputs))
-        predictions = json.loads(outputs) if outputs else None
+    for _, row in log.iterrows():
+        block = requestlog.input_frame(row)
+        if block is None:
+            continue
+        predictions = json.loads(row["outputs"]) if row["outputs"] else None
         if isinstance(predictions, list) and len(predictions) == len(block):
             block["__prediction__"] = predictions
         parts.append(block)
@@ -227,3 +229,38 @@ def test_the_drift_window_holds_the_newest_rows_of_every_request_as_logged(tmp_p
     assert len(window) == min(size, len(expected)) and len(window) > 0
     pd.testing.assert_frame_equal(window, expected, check_dtype=False)
     assert window["__prediction__"].notna().all()
+
+
+def test_float_blocks_are_logged_as_values_and_other_inputs_as_json(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}"
+    log, _ = make_log(root, f"{root}/log")
+    log._columns = ("a", "b")
+    block = np.array([[1.5, np.inf], [np.nan, -2.0]])
+    log.record(requestlog.Entry(time.time(), "v2/infer", 200, 1.0, "block", 2, block, np.array([0, 1])))
+    log.record(requestlog.Entry(time.time(), "v2/infer", 200, 1.0, "ints", 1, np.array([[3, 4]]), np.array([1])))
+    log.record(entry(7))
+    assert log.flush()
+    frame = requestlog.read_log(store_mod.Store(root), f"{root}/log")
+    first, ints, mixed = (frame.iloc[i] for i in range(3))
+    assert pd.isna(first["inputs"]) and json.loads(first["input_columns"]) == ["a", "b"]
+    np.testing.assert_array_equal(first["input_values"], [1.5, np.inf, np.nan, -2.0])  # inf stays inf
+    pd.testing.assert_frame_equal(requestlog.input_frame(first), pd.DataFrame(block, columns=["a", "b"]))
+    assert json.loads(ints["inputs"]) == {"a": [3], "b": [4]} and ints["input_values"] is None
+    colors = requestlog.input_frame(mixed)["color"]
+    assert colors.iloc[0] == "red" and pd.isna(colors.iloc[1])
+    assert requestlog.input_frame(frame.iloc[0:1].assign(inputs=None, input_values=None).iloc[0]) is None
+
+
+def test_batches_written_before_the_block_columns_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old_schema = pa.schema([f for f in requestlog.SCHEMA if f.name not in ("input_columns", "input_values")])
+    row = {"time": [time.time()], "model": ["bc"], "model_version": ["bc-v1"], "digest": ["sha256:abc"],
+           "endpoint": ["v2/infer"], "status": [200], "latency_ms": [1.0], "request_id": ["old"], "rows": [1],
+           "inputs": ['{"a":[2.5]}'], "outputs": ["[1]"], "error": [None]}
+    (tmp_path / "log").mkdir()
+    pq.write_table(pa.table(row, schema=old_schema), tmp_path / "log" / "20260101T000000-old.parquet")
+    frame = requestlog.read_log(store_mod.Store(f"file://{tmp_path}"), f"file://{tmp_path}/log")
+    assert list(frame.columns) == requestlog.SCHEMA.names
+    assert frame.iloc[0]["input_values"] is None and requestlog.input_frame(frame.iloc[0])["a"].tolist() == [2.5]

@@ -26,15 +26,26 @@ column                  type       meaning
 ``latency_ms``          float64    time from arrival to response, milliseconds
 ``request_id``          string     the V2 ``id``, else the ``x-request-id`` header, else a uuid4 hex
 ``rows``                int64      rows predicted (0 when the request was refused)
-``inputs``              string     sampled and answered: JSON ``{"<input>": [value per row], ...}``
-                                   (columnar, signature order); else null
+``inputs``              string     sampled and answered, unless logged as a block (below): JSON
+                                   ``{"<input>": [value per row], ...}`` (columnar, signature order);
+                                   else null
+``input_columns``       string     sampled and answered as a float ``[N, F]`` block (the usual V2
+                                   request): JSON list of the F input names; else null
+``input_values``        list       that block's ``N * F`` values, row-major (float64); else null
+                        <double>
 ``outputs``             string     sampled and answered: JSON ``[prediction per row]`` (class labels or
                                    values; for probability-only requests the most probable class);
                                    else null
 ``error``               string     the error message of a refused or failed request; else null
 ======================  =========  =====================================================================
 
-``json.loads(inputs)`` loads straight into ``pandas.DataFrame``; :func:`read_log` concatenates batches.
+``json.loads(inputs)`` loads straight into ``pandas.DataFrame``, and so does
+``pd.DataFrame(np.reshape(input_values, (-1, len(cols))), columns=cols)`` with ``cols = json.loads(input_columns)``
+(:func:`input_frame` does either for one row of the log); :func:`read_log` concatenates batches. Float blocks are
+logged as values rather than JSON because that costs a copy instead of formatting and parsing every number: the
+writer spends ~1 us per one-row request instead of ~9, and a 1,000-row request's 30,000 values are not turned
+into 600 kB of text (non-finite values stay what they were; JSON would have made them null). Batches written
+before these two columns existed read back with them null.
 
 Cost on the request path: one tuple (:class:`Entry`) appended under a lock. The server hands over the
 validated ``[N, F]`` block and the predictions array as they are (numpy arrays are not tracked by the
@@ -80,6 +91,8 @@ SCHEMA = pa.schema(
         ("request_id", pa.string()),
         ("rows", pa.int64()),
         ("inputs", pa.string()),
+        ("input_columns", pa.string()),
+        ("input_values", pa.list_(pa.float64())),
         ("outputs", pa.string()),
         ("error", pa.string()),
     ]
@@ -361,6 +374,7 @@ def encode_batch(
         zip(*entries, strict=True) if n else ((),) * 9
     )
     names = tuple(columns) if columns is not None else None
+    block_names, block_values, json_inputs = _input_blocks(inputs, names)
     table = pa.Table.from_pydict(
         {
             "time": times,
@@ -372,7 +386,9 @@ def encode_batch(
             "latency_ms": latencies,
             "request_id": ids,
             "rows": rows,
-            "inputs": _inputs_column(inputs, names, pause or _pause),
+            "inputs": _inputs_column(json_inputs, names, pause or _pause),
+            "input_columns": block_names,
+            "input_values": block_values,
             "outputs": _outputs_column(outputs),
             "error": errors_,
         },
@@ -385,8 +401,49 @@ def encode_batch(
     return sink.getvalue()
 
 
-_DICTIONARY_COLUMNS = ["model", "model_version", "digest", "endpoint", "status"]
+_DICTIONARY_COLUMNS = ["model", "model_version", "digest", "endpoint", "status", "input_columns"]
 _STATISTICS_COLUMNS = ["time", "status", "latency_ms", "rows"]
+
+
+def _input_blocks(
+    inputs: Sequence[Any], columns: tuple[str, ...] | None
+) -> tuple[list[str | None], pa.ListArray, list[Any]]:
+    """Split the entries' inputs: float ``[N, F]`` blocks named by ``columns`` become the ``input_columns``
+    and ``input_values`` of their rows (one concatenation for the whole batch); the others are left for the
+    ``inputs`` JSON. Returns ``(input_columns, input_values, inputs left for JSON)``."""
+    n = len(inputs)
+    blocks = [i for i, value in enumerate(inputs)
+              if columns is not None and type(value) is np.ndarray and value.ndim == 2 and value.dtype.kind == "f"
+              and value.shape[1] == len(columns)]
+    if not blocks:
+        return [None] * n, pa.nulls(n, pa.list_(pa.float64())), list(inputs)
+    assert columns is not None
+    sizes = np.zeros(n, dtype=np.int64)
+    sizes[blocks] = [inputs[i].size for i in blocks]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    values = np.concatenate([inputs[i].reshape(-1) for i in blocks]).astype(np.float64, copy=False)
+    is_block = np.zeros(n, dtype=bool)
+    is_block[blocks] = True
+    listed = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=pa.array(~is_block))
+    name = orjson.dumps(list(columns)).decode()
+    left = list(inputs)
+    for i in blocks:
+        left[i] = None
+    return [name if b else None for b in is_block.tolist()], listed, left
+
+
+def input_frame(row: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The logged inputs of one row of :func:`read_log` as a DataFrame (one column per input), or None when the
+    request's inputs were not logged."""
+    values = row.get("input_values")
+    if values is not None and not (isinstance(values, float) and np.isnan(values)):
+        names = orjson.loads(row["input_columns"])
+        return pd.DataFrame(np.reshape(np.asarray(values, dtype=np.float64), (-1, len(names))), columns=names)
+    inputs = row.get("inputs")
+    if isinstance(inputs, str | bytes):
+        return pd.DataFrame(orjson.loads(inputs))
+    return None
 
 
 def _inputs_column(

@@ -46,57 +46,83 @@ def window_frame(store: store_mod.Store, prefix: str, size: int, max_age: str | 
     log = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
     if log is None:
         return pd.DataFrame()
-    log = log[(log["status"] == 200) & log["inputs"].notna()].sort_values("time", kind="stable")
+    log = log[(log["status"] == 200) & (log["inputs"].notna() | log["input_values"].notna())]
+    log = log.sort_values("time", kind="stable")
     # the newest requests that hold ``size`` rows, found from the logged row counts before decoding anything
     newest_first = log["rows"].to_numpy()[::-1]
     enough = np.searchsorted(np.cumsum(newest_first), size)  # index (newest first) of the request that fills it
     log = log.iloc[max(0, len(log) - int(enough) - 1):]
-    frame = _decode_window(log["inputs"].tolist(), log["outputs"].tolist())
+    frame = _decode_window(log)
     return frame.iloc[-size:].reset_index(drop=True) if len(frame) > size else frame
 
 
-def _decode_window(inputs: list[str], outputs: list[str | None]) -> pd.DataFrame:
+class _Run:
+    """Consecutive logged requests with the same inputs, joined: float blocks as arrays, JSON as lists."""
+
+    def __init__(self, names: tuple[str, ...], blocks: bool) -> None:
+        self.names = names
+        self.blocks = blocks
+        self.arrays: list[np.ndarray] = []
+        self.columns: dict[str, list[Any]] = {k: [] for k in names}
+        self.predictions: list[Any] = []
+
+    def frame(self) -> pd.DataFrame:
+        if self.blocks:
+            frame = pd.DataFrame(np.concatenate(self.arrays), columns=list(self.names))
+        else:
+            frame = pd.DataFrame(self.columns)
+        if any(p is not None for p in self.predictions):
+            frame["__prediction__"] = self.predictions
+        return frame
+
+
+def _decode_window(log: pd.DataFrame) -> pd.DataFrame:
     """One DataFrame of the logged requests' input rows (oldest first) and their ``__prediction__``.
 
-    Requests are columnar JSON (``{"<input>": [value per row]}``); runs of requests with the same inputs
-    are joined column by column (``list.extend``) into one frame, so a window of a million one-row requests
-    costs a JSON decode and an extend per request, not a DataFrame each. A request whose logged outputs do
-    not match its rows gets no prediction (NaN).
+    A request is logged as a float block (``input_columns`` + row-major ``input_values``) or as columnar JSON
+    (``inputs``: ``{"<input>": [value per row]}``); runs of requests with the same inputs are joined (one
+    ``np.concatenate`` of their blocks, or ``list.extend`` per JSON column), so a window of a million
+    one-row requests costs no DataFrame per request. A request whose logged outputs do not match its rows
+    gets no prediction (NaN).
     """
     parts: list[pd.DataFrame] = []
-    keys: tuple[str, ...] | None = None
-    columns: dict[str, list[Any]] = {}
-    predictions: list[Any] = []
-    for raw_inputs, raw_outputs in zip(inputs, outputs, strict=True):
-        block = orjson.loads(raw_inputs)
-        if not isinstance(block, dict) or not block:
-            continue
-        block = {k: v if isinstance(v, list) else [v] for k, v in block.items()}
-        rows = len(next(iter(block.values())))
-        if any(len(v) != rows for v in block.values()):
-            continue  # not a table: nothing the server logs, but a window must not fail on it
-        if tuple(block) != keys:
-            if keys is not None:
-                parts.append(_window_part(columns, predictions))
-            keys = tuple(block)
-            columns = {k: [] for k in keys}
-            predictions = []
-        for key, values in block.items():
-            columns[key].extend(values)
+    run: _Run | None = None
+    names_of: dict[str, tuple[str, ...]] = {}
+    for raw_inputs, raw_names, values, raw_outputs in zip(
+        log["inputs"].tolist(), log["input_columns"].tolist(), log["input_values"].tolist(), log["outputs"].tolist(),
+        strict=True,
+    ):
+        if values is not None and isinstance(raw_names, str):
+            names = names_of.get(raw_names) or names_of.setdefault(raw_names, tuple(orjson.loads(raw_names)))
+            block = np.asarray(values, dtype=np.float64).reshape(-1, len(names))
+            rows, blocks = block.shape[0], True
+        else:
+            decoded = orjson.loads(raw_inputs)
+            if not isinstance(decoded, dict) or not decoded:
+                continue
+            table = {k: v if isinstance(v, list) else [v] for k, v in decoded.items()}
+            rows = len(next(iter(table.values())))
+            if any(len(v) != rows for v in table.values()):
+                continue  # not a table: nothing the server logs, but a window must not fail on it
+            names, blocks = tuple(table), False
+        if run is None or run.names != names or run.blocks != blocks:
+            if run is not None:
+                parts.append(run.frame())
+            run = _Run(names, blocks)
+        if blocks:
+            run.arrays.append(block)
+        else:
+            for key, column in table.items():
+                run.columns[key].extend(column)
         answered = orjson.loads(raw_outputs) if raw_outputs else None
-        predictions.extend(answered if isinstance(answered, list) and len(answered) == rows else [None] * rows)
-    if keys is not None:
-        parts.append(_window_part(columns, predictions))
+        run.predictions.extend(answered if isinstance(answered, list) and len(answered) == rows else [None] * rows)
+    if run is not None:
+        parts.append(run.frame())
     if not parts:
         return pd.DataFrame()
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-
-
-def _window_part(columns: dict[str, list[Any]], predictions: list[Any]) -> pd.DataFrame:
-    frame = pd.DataFrame(columns)
-    if any(p is not None for p in predictions):
-        frame["__prediction__"] = predictions
-    return frame
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts, ignore_index=True).infer_objects()  # a part of nulls alone is objects, not floats
 
 
 def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, Any]:
