@@ -278,11 +278,13 @@ def test_block_inputs_read_back_as_columns(tmp_path: Any) -> None:
     log.record(requestlog.Entry(time.time(), "v2/infer", 400, 1.0, "r3", 0, error="bad"))
     assert log.flush()
     frame = requestlog.read_log(store_mod.Store(root), f"{root}/log")
-    assert [json.loads(v) for v in frame["inputs"][:2]] == [
+    logged = [requestlog.input_frame(frame.iloc[i]) for i in range(3)]
+    assert [f.to_dict(orient="list") for f in logged[:2] if f is not None] == [
         {"a": [1.5], "b": [2.0]}, {"a": [1.0, 3.0], "b": [2.0, 4.0]},
     ]
+    assert frame["input_values"][1].tolist() == [1.0, 2.0, 3.0, 4.0]  # row-major
     assert [json.loads(v) for v in frame["outputs"][:2]] == [[1], [0, 1]]
-    assert frame["inputs"].isna().tolist() == [False, False, True] and frame["error"][2] == "bad"
+    assert logged[2] is None and frame["error"][2] == "bad"
 
 
 def test_big_requests_flush_before_flush_rows(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -396,13 +396,16 @@ def encode_batch(
     )
     sink = io.BytesIO()
     # dictionary encoding only where values repeat, statistics only on the small columns (min/max of long
-    # JSON strings cost more than writing them); snappy, pyarrow's default
-    pq.write_table(table, sink, use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATISTICS_COLUMNS)
+    # JSON strings cost more than writing them); zstd, not pyarrow's default snappy: on logged breast-cancer
+    # rows it wrote 20 requests of 1,000 rows in 10.8 ms instead of 13.9, and 0.84 MB instead of 2.9
+    pq.write_table(table, sink, use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATISTICS_COLUMNS,
+                   compression=_COMPRESSION)
     return sink.getvalue()
 
 
 _DICTIONARY_COLUMNS = ["model", "model_version", "digest", "endpoint", "status", "input_columns"]
 _STATISTICS_COLUMNS = ["time", "status", "latency_ms", "rows"]
+_COMPRESSION = "zstd"
 
 
 def _input_blocks(
