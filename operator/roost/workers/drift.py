@@ -87,32 +87,23 @@ def _decode_window(log: pd.DataFrame) -> pd.DataFrame:
     """
     parts: list[pd.DataFrame] = []
     run: _Run | None = None
-    names_of: dict[str, tuple[str, ...]] = {}
     for raw_inputs, raw_names, values, raw_outputs in zip(
         log["inputs"].tolist(), log["input_columns"].tolist(), log["input_values"].tolist(), log["outputs"].tolist(),
         strict=True,
     ):
-        if values is not None and isinstance(raw_names, str):
-            names = names_of.get(raw_names) or names_of.setdefault(raw_names, tuple(orjson.loads(raw_names)))
-            block = np.asarray(values, dtype=np.float64).reshape(-1, len(names))
-            rows, blocks = block.shape[0], True
-        else:
-            decoded = orjson.loads(raw_inputs)
-            if not isinstance(decoded, dict) or not decoded:
-                continue
-            table = {k: v if isinstance(v, list) else [v] for k, v in decoded.items()}
-            rows = len(next(iter(table.values())))
-            if any(len(v) != rows for v in table.values()):
-                continue  # not a table: nothing the server logs, but a window must not fail on it
-            names, blocks = tuple(table), False
+        decoded = requestlog.logged_inputs(raw_inputs, raw_names, values)
+        if decoded is None:
+            continue  # not a table: nothing the server logs, but a window must not fail on it
+        names, block, rows = decoded
+        blocks = isinstance(block, np.ndarray)
         if run is None or run.names != names or run.blocks != blocks:
             if run is not None:
                 parts.append(run.frame())
             run = _Run(names, blocks)
-        if blocks:
+        if isinstance(block, np.ndarray):
             run.arrays.append(block)
         else:
-            for key, column in table.items():
+            for key, column in block.items():
                 run.columns[key].extend(column)
         answered = orjson.loads(raw_outputs) if raw_outputs else None
         run.predictions.extend(answered if isinstance(answered, list) and len(answered) == rows else [None] * rows)
