@@ -8,6 +8,12 @@ heavy tails, a zero-inflated exponential); a third of them are shifted by one st
 so both the no-drift and the drift paths run. The scipy baseline (``ks_2samp``,
 ``wasserstein_distance``, which sort the window) runs on a few columns and is scaled to 30.
 
+Then the step before the statistics: reading the window back from the request log
+(:func:`roost.workers.drift.window_frame`). The same window is written as the server logs it (float
+blocks, a batch per ``flushRows`` = 1,000 requests or 20,000 predicted rows), once as 1,000-row requests and
+once as one-row requests, and read back into the frame the check takes (pyarrow decompresses with its own
+threads, so its CPU time counts every thread).
+
 Run: ``.venv/bin/python bench/drift_throughput.py [--rows 1000000] [--reference-rows 100000] [--repeat 3]``
 """
 
@@ -27,9 +33,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from scipy import stats
 
+from roost.serving import requestlog
 from roost.stats import reference, verdict
 from roost.storage import store as store_mod
-from roost.workers import profile
+from roost.workers import drift, profile
 
 COLUMNS = 30
 METHODS: dict[str, dict[str, Any]] = {
@@ -80,12 +87,47 @@ def build_reference(rows: int, workdir: Path) -> reference.Reference:
     return reference.prepare(doc)
 
 
+def write_log(window: pd.DataFrame, rows_per_request: int, workdir: Path) -> tuple[store_mod.Store, str]:
+    """``window`` logged as requests of ``rows_per_request`` rows, batched as the server flushes them."""
+    store = store_mod.Store(f"file://{workdir}")
+    prefix = store.uri("requestlogs", "bench", "drift")
+    values, names = window.to_numpy(), tuple(window.columns)
+    per_batch = max(1, min(requestlog.RequestLogConfig.flush_rows, requestlog.FLUSH_INPUT_ROWS // rows_per_request))
+    start = time.time() - 3600
+    for first in range(0, len(values), per_batch * rows_per_request):
+        starts = range(first, min(len(values), first + per_batch * rows_per_request), rows_per_request)
+        blocks = [(r, values[r:r + rows_per_request]) for r in starts]
+        entries = [requestlog.Entry(start + r * 1e-6, "v2/infer", 200, 1.0, f"r{r}", len(block), block,
+                                    np.zeros(len(block), int)) for r, block in blocks]
+        batch = requestlog.encode_batch(entries, "drift", "v1", "sha256:0", columns=names)
+        store.write_bytes(requestlog.batch_uri(f"{prefix}/v1", start + first * 1e-6), batch)
+    return store, prefix
+
+
+def time_log_reads(window: pd.DataFrame, repeat: int) -> None:
+    print(f"{'window read from':<24} {'requests':>9} {'wall s':>7} {'cpu s':>7} {'rows/s/core':>12}")
+    for rows_per_request in (1000, 1):
+        with tempfile.TemporaryDirectory(prefix="roost-bench-log-") as tmp:
+            store, prefix = write_log(window, rows_per_request, Path(tmp))
+            best_wall = best_cpu = float("inf")
+            for _ in range(repeat):
+                w0, c0 = time.perf_counter(), time.process_time()
+                frame = drift.window_frame(store, prefix, len(window), None)
+                best_cpu = min(best_cpu, time.process_time() - c0)
+                best_wall = min(best_wall, time.perf_counter() - w0)
+            np.testing.assert_array_equal(frame[window.columns].to_numpy(), window.to_numpy())
+            label = f"{rows_per_request}-row requests"
+            print(f"{label:<24} {len(window) // rows_per_request:>9,} {best_wall:7.3f} {best_cpu:7.3f} "
+                  f"{len(window) / best_cpu:12,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reference-rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per method")
     parser.add_argument("--baseline-columns", type=int, default=3, help="columns timed with scipy (0: skip)")
+    parser.add_argument("--no-log", action="store_true", help="skip the window read from the request log")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
@@ -130,6 +172,8 @@ def main() -> None:
             wall, cpu = (time.perf_counter() - w0) * scale, (time.process_time() - c0) * scale
             print(f"{name:<18} {wall:7.3f} {cpu:7.3f} {args.rows / cpu:12,.0f} {cpu / (args.rows * COLUMNS) * 1e9:9.1f}"
                   f"   (baseline: {len(cols)} columns, scaled to {COLUMNS})")
+    if not args.no_log:
+        time_log_reads(window, args.repeat)
 
 
 if __name__ == "__main__":

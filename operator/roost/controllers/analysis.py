@@ -97,7 +97,7 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
     frames: dict[str, pd.DataFrame] = {}
     for role, prefix in logs.items():
         since = max(start, float(cursor.get(role, 0.0)) - AGREEMENT_LOOKBACK)
-        frames[role] = requestlog.read_log(store, prefix, since)
+        frames[role] = requestlog.read_log(store, prefix, since, _ANALYSED_COLUMNS)
     step_start = _parse(cand.get("stepStartTime") or cand["startTime"])
     candidate_requests = int((frames["candidate"]["time"] >= step_start).sum())
     shadow = spec.strategy.type == deployment.StrategyType.SHADOW
@@ -131,6 +131,9 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
     message = f"{metric}: {verdict.message}" if metric else verdict.message
     return Result(new_status, rollout.Verdict(rollout.Decision(str(verdict.outcome)), metric, message),
                   candidate_requests, evidence)
+
+
+_ANALYSED_COLUMNS = ("time", "status", "latency_ms", "request_id", "outputs")  # not the inputs: the bulk of a log
 
 
 def _agreement(stable: pd.DataFrame, candidate: pd.DataFrame) -> np.ndarray[Any, Any]:

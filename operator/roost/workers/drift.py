@@ -15,8 +15,9 @@ import time
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from roost import errors
 from roost.api import common, driftpolicy
@@ -42,78 +43,25 @@ def window_frame(store: store_mod.Store, prefix: str, size: int, max_age: str | 
     if max_age:
         since = (now or time.time()) - common.parse_duration(max_age).total_seconds()
     # every version's log, and a canary baseline's (a copy of stable that answered clients too)
-    frames = [requestlog.read_log(store, log, since) for p in store.list(prefix) for log in (p, f"{p}/baseline")]
-    log = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
-    if log is None:
+    tables = [requestlog.read_table(store, log, since, _WINDOW_COLUMNS)
+              for p in store.list(prefix) for log in (p, f"{p}/baseline")]
+    if not tables:
         return pd.DataFrame()
-    log = log[(log["status"] == 200) & (log["inputs"].notna() | log["input_values"].notna())]
-    log = log.sort_values("time", kind="stable")
+    log = pa.concat_tables(tables)
+    answered = pc.and_(pc.equal(log["status"], 200),
+                       pc.or_(pc.is_valid(log["inputs"]), pc.is_valid(log["input_values"])))
+    kept = np.flatnonzero(answered.to_numpy())
+    order = kept[np.argsort(log["time"].to_numpy()[kept], kind="stable")]
     # the newest requests that hold ``size`` rows, found from the logged row counts before decoding anything
-    newest_first = log["rows"].to_numpy()[::-1]
-    enough = np.searchsorted(np.cumsum(newest_first), size)  # index (newest first) of the request that fills it
-    log = log.iloc[max(0, len(log) - int(enough) - 1):]
-    frame = _decode_window(log)
+    newest_first = log["rows"].to_numpy()[order[::-1]]
+    enough = int(np.searchsorted(np.cumsum(newest_first), size))  # index (newest first) of the one that fills it
+    window = order[max(0, len(order) - enough - 1):]
+    contiguous = len(window) and window[-1] - window[0] + 1 == len(window) and np.all(np.diff(window) == 1)
+    frame = requestlog.input_rows(log.slice(window[0], len(window)) if contiguous else log.take(window))
     return frame.iloc[-size:].reset_index(drop=True) if len(frame) > size else frame
 
 
-class _Run:
-    """Consecutive logged requests with the same inputs, joined: float blocks as arrays, JSON as lists."""
-
-    def __init__(self, names: tuple[str, ...], blocks: bool) -> None:
-        self.names = names
-        self.blocks = blocks
-        self.arrays: list[np.ndarray] = []
-        self.columns: dict[str, list[Any]] = {k: [] for k in names}
-        self.predictions: list[Any] = []
-
-    def frame(self) -> pd.DataFrame:
-        if self.blocks:
-            frame = pd.DataFrame(np.concatenate(self.arrays), columns=list(self.names))
-        else:
-            frame = pd.DataFrame(self.columns)
-        if any(p is not None for p in self.predictions):
-            frame["__prediction__"] = self.predictions
-        return frame
-
-
-def _decode_window(log: pd.DataFrame) -> pd.DataFrame:
-    """One DataFrame of the logged requests' input rows (oldest first) and their ``__prediction__``.
-
-    A request is logged as a float block (``input_columns`` + row-major ``input_values``) or as columnar JSON
-    (``inputs``: ``{"<input>": [value per row]}``); runs of requests with the same inputs are joined (one
-    ``np.concatenate`` of their blocks, or ``list.extend`` per JSON column), so a window of a million
-    one-row requests costs no DataFrame per request. A request whose logged outputs do not match its rows
-    gets no prediction (NaN).
-    """
-    parts: list[pd.DataFrame] = []
-    run: _Run | None = None
-    for raw_inputs, raw_names, values, raw_outputs in zip(
-        log["inputs"].tolist(), log["input_columns"].tolist(), log["input_values"].tolist(), log["outputs"].tolist(),
-        strict=True,
-    ):
-        decoded = requestlog.logged_inputs(raw_inputs, raw_names, values)
-        if decoded is None:
-            continue  # not a table: nothing the server logs, but a window must not fail on it
-        names, block, rows = decoded
-        blocks = isinstance(block, np.ndarray)
-        if run is None or run.names != names or run.blocks != blocks:
-            if run is not None:
-                parts.append(run.frame())
-            run = _Run(names, blocks)
-        if isinstance(block, np.ndarray):
-            run.arrays.append(block)
-        else:
-            for key, column in block.items():
-                run.columns[key].extend(column)
-        answered = orjson.loads(raw_outputs) if raw_outputs else None
-        run.predictions.extend(answered if isinstance(answered, list) and len(answered) == rows else [None] * rows)
-    if run is not None:
-        parts.append(run.frame())
-    if not parts:
-        return pd.DataFrame()
-    if len(parts) == 1:
-        return parts[0]
-    return pd.concat(parts, ignore_index=True).infer_objects()  # a part of nulls alone is objects, not floats
+_WINDOW_COLUMNS = ("time", "status", "rows", "inputs", "input_columns", "input_values", "outputs")
 
 
 def run(job: dict[str, Any], store: store_mod.Store, output: str) -> dict[str, Any]:
