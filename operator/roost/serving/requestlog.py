@@ -43,10 +43,11 @@ column                  type       meaning
 ``pd.DataFrame(np.reshape(input_values, (-1, len(cols))), columns=cols)`` with ``cols = json.loads(input_columns)``
 (:func:`input_frame` does either for one row of the log); :func:`read_table` (Arrow) and :func:`read_log` (pandas)
 concatenate batches, and :func:`input_rows` decodes many requests' inputs at once (runs of float blocks without
-Python work per request: what the drift worker reads its window with). Float blocks are
-logged as values rather than JSON because that costs a copy instead of formatting and parsing every number: the
-writer spends ~3-4 us per one-row request of 30 inputs (Parquet included) instead of ~9, and a 1,000-row request's 30,000 values are not turned
-into 600 kB of text (non-finite values stay what they were; JSON would have made them null). Batches written
+Python work per request: what the drift worker reads its window with). Float blocks are logged as values
+rather than JSON because that costs a copy instead of formatting and parsing every number: the writer spends
+~3-4 us per one-row request of 30 inputs (Parquet included) instead of ~9, and a 1,000-row request's 30,000
+values are not turned into 600 kB of text (non-finite values stay what they were; JSON would have made them
+null). Batches written
 before these two columns existed read back with them null.
 
 Cost on the request path: one tuple (:class:`Entry`) appended under a lock. The server hands over the
