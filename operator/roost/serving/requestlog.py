@@ -47,8 +47,7 @@ Python work per request: what the drift worker reads its window with). Float blo
 rather than JSON because that costs a copy instead of formatting and parsing every number: the writer spends
 ~3-4 us per one-row request of 30 inputs (Parquet included) instead of ~9, and a 1,000-row request's 30,000
 values are not turned into 600 kB of text (non-finite values stay what they were; JSON would have made them
-null). Batches written
-before these two columns existed read back with them null.
+null). Batches written before these two columns existed read back with them null.
 
 Cost on the request path: one tuple (:class:`Entry`) appended under a lock. The server hands over the
 validated ``[N, F]`` block and the predictions array as they are (numpy arrays are not tracked by the
