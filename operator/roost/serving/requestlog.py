@@ -726,8 +726,13 @@ def _predictions(outputs: pa.StringArray, rows: NDArray[np.int64]) -> NDArray[An
     answered = orjson.loads("[" + _joined(outputs.fill_null("null")) + "]")
     predictions: list[Any] = []
     for a, count in zip(answered, rows.tolist(), strict=True):
-        predictions.extend(a if type(a) is list and len(a) == count else [None] * count)
+        predictions.extend(_answers(a, count))
     return predictions
+
+
+def _answers(answered: Any, rows: int) -> list[Any]:
+    """A request's logged answers (parsed ``outputs``) if they are one per row, else ``rows`` Nones."""
+    return answered if type(answered) is list and len(answered) == rows else [None] * rows
 
 
 def _joined(strings: pa.StringArray) -> str:
@@ -761,7 +766,7 @@ def _json_rows(inputs: pa.StringArray, outputs: pa.StringArray) -> list[pd.DataF
         for k, column in table.items():
             columns[k].extend(column)
         answered = orjson.loads(raw_outputs) if raw_outputs else None
-        predictions.extend(answered if isinstance(answered, list) and len(answered) == rows else [None] * rows)
+        predictions.extend(_answers(answered, rows))
     close()
     return parts
 

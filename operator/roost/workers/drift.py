@@ -56,7 +56,7 @@ def window_frame(store: store_mod.Store, prefix: str, size: int, max_age: str | 
     newest_first = log["rows"].to_numpy()[order[::-1]]
     enough = int(np.searchsorted(np.cumsum(newest_first), size))  # index (newest first) of the one that fills it
     window = order[max(0, len(order) - enough - 1):]
-    contiguous = len(window) and window[-1] - window[0] + 1 == len(window) and np.all(np.diff(window) == 1)
+    contiguous = len(window) > 0 and bool(np.all(np.diff(window) == 1))
     frame = requestlog.input_rows(log.slice(window[0], len(window)) if contiguous else log.take(window))
     return frame.iloc[-size:].reset_index(drop=True) if len(frame) > size else frame
 
