@@ -41,8 +41,6 @@ import json
 import logging
 import os
 import random
-import signal
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -58,6 +56,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roost.serving import metrics as metrics_mod
+from roost.serving import uvicorn_run
 
 log = logging.getLogger("roost.serving.router")
 
@@ -405,19 +404,5 @@ def main(config_path: str) -> int:
         uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False,
                        lifespan="on", timeout_graceful_shutdown=25)
     )
-    _keep_running_after_uvicorn_reraises_signals()
-    try:
-        server.run()
-    except SystemExit as e:
-        return int(e.code) if isinstance(e.code, int) else 1
-    return 0 if server.started else 1
+    return uvicorn_run.run(server, not_started=1)
 
-
-def _keep_running_after_uvicorn_reraises_signals() -> None:
-    """uvicorn re-raises SIGTERM/SIGINT to the previous handlers after a graceful shutdown; Python's
-    defaults would kill the process there. Noting the signal instead lets :func:`main` return 0.
-    (The same few lines as in :mod:`roost.serving.server`, which the router does not import.)"""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: log.info("Received %s", signal.Signals(signum).name))

@@ -60,8 +60,6 @@ import importlib.metadata
 import json
 import logging
 import random
-import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -83,7 +81,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from roost import errors
 from roost.serving import batching as batching_mod
 from roost.serving import metrics as metrics_mod
-from roost.serving import protocol, requestlog
+from roost.serving import protocol, requestlog, uvicorn_run
 from roost.serving import runtime as runtime_mod
 from roost.storage import models
 from roost.storage import store as store_mod
@@ -777,23 +775,9 @@ def main(config_path: str) -> int:
             server_header=False,  # one header less to write and check per response
         )
     )
-    _keep_running_after_uvicorn_reraises_signals()
     log.info("Serving %s on http://%s:%d", config.model_name, config.host, config.port)
-    try:
-        server.run()
-    except SystemExit as e:  # uvicorn exits this way when it cannot bind
-        return int(e.code) if isinstance(e.code, int) else EXIT_BIND
-    if not server.started:
-        return EXIT_BIND
-    log.info("Stopped serving %s", config.model_name)
-    return EXIT_OK
+    code = uvicorn_run.run(server, not_started=EXIT_BIND)
+    if code == EXIT_OK:
+        log.info("Stopped serving %s", config.model_name)
+    return code
 
-
-def _keep_running_after_uvicorn_reraises_signals() -> None:
-    """After a graceful shutdown uvicorn re-raises SIGTERM/SIGINT to the previous handlers; with
-    Python's defaults that kills the process (exit -15) before :func:`main` can return. Handlers that
-    only note the signal let ``main`` return 0 once the request log is flushed."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: log.info("Received %s", signal.Signals(signum).name))
