@@ -269,3 +269,40 @@ def test_onnx_server_answers_as_the_estimator(
     proba = np.array(servers.output(v2, "predict_proba")["data"]).reshape(len(rows), 2)
     np.testing.assert_allclose(proba, model.predict_proba(rows), rtol=0, atol=runtime.TOLERANCE)
     assert v1 == {"predictions": model.predict(rows).tolist()}
+
+
+def _outcome(predictor: Any, row: np.ndarray, classifier: bool) -> tuple[str, Any]:
+    try:
+        labels, proba = predictor.predict(row, labels=True, proba=classifier)
+    except protocol.ProtocolError as e:
+        return "refused", (e.status, e.reason)
+    return "answered", (labels.tolist(), None if proba is None else np.round(proba, 5).tolist())
+
+
+@pytest.mark.parametrize(("dotted", "task"), [
+    ("sklearn.linear_model.LogisticRegression", "classification"),
+    ("sklearn.ensemble.RandomForestClassifier", "classification"),
+    ("sklearn.linear_model.Ridge", "regression"),
+], ids=lambda v: v.rsplit(".", 1)[-1])
+def test_values_the_model_cannot_take_are_refused_alike_by_both_runtimes(
+    store: store_mod.Store, dotted: str, task: str,
+) -> None:
+    """Finite values beyond what the model handles (a scaler overflowing to infinity, float32's range for
+    trees) are refused with a 400 by scikit-learn; ONNX Runtime answers those rows as scikit-learn does."""
+    model, _, x_test = _fit(dotted, task)
+    signature = models.signature_of(model, x_test, "target")
+    sig = protocol.Signature.from_dict(signature)
+    sklearn = runtime.SklearnPredictor(model, sig)
+    onnx = runtime.load_onnx(store, runtime.RuntimeConfig.from_dict(runtime.validate(model, x_test, signature, store)),
+                             sklearn, sig)
+    base = x_test.to_numpy(dtype=np.float64)[:1]
+    outcomes = []
+    for value in (1.7e308, -1.7e308, 1e39, 3.5e38):
+        for columns in (slice(0, 1), slice(None)):  # one value, or every value of the row
+            row = base.copy()
+            row[0, columns] = value
+            expected = _outcome(sklearn, row, sig.is_classifier)
+            assert _outcome(onnx, row, sig.is_classifier) == expected, (value, columns)
+            outcomes.append(expected)
+    assert ("refused", (400, "UnpredictableInput")) in outcomes  # 1.7e308 everywhere overflows the scaler
+    assert _outcome(sklearn, base, sig.is_classifier)[0] == "answered"

@@ -505,6 +505,63 @@ def test_body_over_max_body_bytes_is_413(lr: httpx.Client, data: Any) -> None:
     assert lr.get("/v2/health/ready").status_code == 200
 
 
+def test_a_body_announced_over_the_limit_is_refused_before_it_is_sent(lr_server: ThreadServer) -> None:
+    """``Expect: 100-continue`` with a Content-Length over maxBodyBytes: 413 at once, no 100 Continue."""
+    with socket.create_connection(("127.0.0.1", lr_server.port), timeout=10) as conn:
+        conn.sendall(f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {MAX_BODY * 100}\r\nExpect: 100-continue\r\n\r\n".encode())
+        head = conn.recv(65536).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413"), head
+    assert f"maxBodyBytes ({MAX_BODY} bytes)" in head
+
+
+def test_values_the_model_cannot_take_are_a_400_and_the_server_keeps_answering(
+    lr: httpx.Client, logistic: Pipeline, data: Any,
+) -> None:
+    huge = data[0].iloc[:1].copy()
+    huge.loc[:, :] = 1.7e308  # finite, but the standard scaler overflows to infinity
+    for path, body in ((f"/v2/models/{MODEL}/infer", v2_matrix(huge)), (f"/v1/models/{MODEL}:predict", v1_rows(huge))):
+        refused = lr.post(path, json=body)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"].startswith("the model cannot predict these inputs: ")
+    after = lr.post(f"/v1/models/{MODEL}:predict", json=v1_rows(data[0].iloc[:2]))
+    assert after.json() == {"predictions": logistic.predict(data[0].iloc[:2]).tolist()}
+
+
+def test_json_booleans_in_numeric_data_are_refused(lr: httpx.Client, data: Any) -> None:
+    body = v2_matrix(data[0].iloc[:1])
+    body["inputs"][0]["data"][0][0] = True  # numpy would read it as 1.0
+    refused = lr.post(f"/v2/models/{MODEL}/infer", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "input 'input-0': datatype FP64 data holds JSON booleans"
+    per_input = v2_per_input(data[0].iloc[:2])
+    per_input["inputs"][3]["data"][1] = False
+    assert lr.post(f"/v2/models/{MODEL}/infer", json=per_input).status_code == 400
+    fine = v2_matrix(data[0].iloc[:1], parameters={"binary_data_output": False})  # "false" elsewhere is fine
+    assert lr.post(f"/v2/models/{MODEL}/infer", json=fine).status_code == 200
+
+
+@pytest.mark.parametrize(("given", "header"), [
+    ("plain-id_42", "plain-id_42"), ("a\nb\r\x00\x7f", "a%0Ab%0D%00%7F"), ("snow ☃", "snow %E2%98%83"),
+    ("100%", "100%"), ("50% ☃", "50%25 %E2%98%83"),
+])
+def test_any_v2_id_is_echoed_in_the_body_and_safely_in_the_header(
+    lr: httpx.Client, data: Any, given: str, header: str,
+) -> None:
+    response = lr.post(f"/v2/models/{MODEL}/infer", json=v2_matrix(data[0].iloc[:1], id=given))
+    assert response.status_code == 200
+    assert response.json()["id"] == given
+    assert response.headers["x-request-id"] == header
+
+
+def test_a_utf8_request_id_header_is_read_as_utf8(lr: httpx.Client, data: Any) -> None:
+    response = lr.post(f"/v2/models/{MODEL}/infer", json=v2_matrix(data[0].iloc[:1]),
+                       headers={b"x-request-id": "café".encode()})
+    assert response.status_code == 200
+    assert response.json()["id"] == "café"
+    assert response.headers["x-request-id"] == "caf%C3%A9"
+
+
 def test_regressor_has_no_probabilities(tmp_path: Path, data: Any) -> None:
     from sklearn.linear_model import Ridge
 

@@ -34,8 +34,13 @@ SIGNATURE = protocol.Signature.from_dict({
 
 # ----- request parsing: the fast paths decide exactly as the general checks ------------------------------
 def _general_v2(payload: Any) -> Any:
-    """What the general path (no fast path) answers: the parsed block or the error message."""
+    """What the general path (no fast path) answers: the parsed block or the error message. JSON booleans in
+    numeric data are refused before either path looks at the tensors."""
     tensors = payload["inputs"]
+    try:
+        protocol._refuse_booleans_in_numbers(tensors)
+    except protocol.ProtocolError as e:
+        return e.message
     parsed = [protocol._tensor(t, i) for i, t in enumerate(tensors)]
     try:
         if len(parsed) == 1 and parsed[0].name not in SIGNATURE.names:
@@ -82,8 +87,11 @@ def test_v2_fast_matrix_accepts_and_refuses_as_the_general_path(
     if nested and rows and len(data) == rows * width:
         data = [data[i * width:(i + 1) * width] for i in range(rows)]
     payload = {"inputs": [{"name": name, "datatype": datatype, "shape": [rows, width], "data": data}]}
-    fast = protocol._fast_matrix(payload["inputs"][0], SIGNATURE)
+    booleans = datatype != "BYTES" and any(type(v) is bool for v in (values * (rows * width))[: rows * width])
+    fast = None if booleans else protocol._fast_matrix(payload["inputs"][0], SIGNATURE)
     general = _outcome(_general_v2, payload)
+    if booleans:
+        assert general == f"input {name!r}: datatype {datatype} data holds JSON booleans"
     if fast is not None:  # the fast path only answers what the general path accepts, with the same block
         assert isinstance(general, np.ndarray), general
         assert _same(fast, general)

@@ -110,6 +110,11 @@ def too_large(limit: int) -> ProtocolError:
     return ProtocolError(f"request body is larger than maxBodyBytes ({limit} bytes)", 413, "PayloadTooLarge")
 
 
+def unpredictable(detail: str) -> ProtocolError:
+    """The 400 for rows the model itself refuses (its input validation) or cannot answer with finite values."""
+    return ProtocolError(f"the model cannot predict these inputs: {detail}", 400, "UnpredictableInput")
+
+
 # ----- the signature -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class InputSpec:
@@ -400,13 +405,15 @@ def parse_v2_request(
 
 def parse_v2(
     payload: Any, signature: Signature, available: tuple[str, ...], binary: bytes | memoryview | None = None,
-    *, from_json: bool = False,
+    *, from_json: bool = False, booleans: bool = True,
 ) -> tuple[str | None, Inputs, tuple[str, ...], frozenset[str]]:
     """:func:`parse_v2_request` without the :class:`V2Request`: ``(id, inputs, outputs, binary outputs)``;
     ``available`` are the model's outputs (:meth:`Signature.output_names`). The server's hot path.
 
     ``from_json``: the payload is what ``orjson.loads`` made of a body, so its numbers are finite (orjson
     refuses NaN, infinities and doubles that overflow) and the fast path need not check them again.
+    ``booleans``: the payload may hold JSON booleans (False when the body has no ``true``/``false``): numeric
+    tensors' data are then searched for them, since numpy would silently read them as 1.0 and 0.0.
     """
     if not isinstance(payload, dict):
         raise ProtocolError("request body must be a JSON object with an 'inputs' list")
@@ -416,6 +423,8 @@ def parse_v2(
     tensors = payload.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise ProtocolError("request must have a non-empty 'inputs' list of tensors")
+    if booleans:
+        _refuse_booleans_in_numbers(tensors)
     fast = _fast_matrix(tensors[0], signature, from_json) if len(tensors) == 1 and binary is None else None
     if fast is not None:
         inputs: Inputs = fast
@@ -440,6 +449,22 @@ def parse_v2(
 
 
 _NO_OUTPUTS: Final[frozenset[str]] = frozenset()
+
+
+def _refuse_booleans_in_numbers(tensors: list[Any]) -> None:
+    """Raise ProtocolError (400) for a JSON boolean in the ``data`` of a tensor whose datatype is not BOOL
+    (numpy would make ``[true, 17.99]`` ``[1.0, 17.99]``)."""
+    for index, tensor in enumerate(tensors):
+        if type(tensor) is not dict or tensor.get("datatype") in ("BOOL", "BYTES"):
+            continue
+        data = tensor.get("data")
+        if type(data) is list and _holds_boolean(data):
+            name = tensor.get("name", index)
+            raise ProtocolError(f"input {name!r}: datatype {tensor.get('datatype')} data holds JSON booleans")
+
+
+def _holds_boolean(data: list[Any]) -> bool:
+    return any(type(v) is bool or (type(v) is list and _holds_boolean(v)) for v in data)
 
 
 def _fast_matrix(raw: Any, signature: Signature, finite: bool = False) -> NDArray[Any] | None:

@@ -95,13 +95,26 @@ class SklearnPredictor:
         Returns:
             ``(labels [N], probabilities [N, n_classes] or None)``. When only probabilities are asked
             for, the labels are the most probable classes (what the request log and metrics record).
+
+        Raises:
+            protocol.ProtocolError: 400 ``UnpredictableInput`` when scikit-learn refuses the rows (its
+                input validation raises ``ValueError``, e.g. a value that overflows a scaler or the
+                float32 cast of a tree model) or answers with non-finite values: the request's fault,
+                not the server's. (A model that raised ``ValueError`` on good rows would show in the
+                canary's rejection rate rather than its error rate.)
         """
         frame = protocol.as_frame(inputs, self.signature)
-        probabilities = np.asarray(self.estimator.predict_proba(frame)) if proba else None
-        if labels or probabilities is None:
-            predicted = np.asarray(self.estimator.predict(frame))
-        else:
-            predicted = np.asarray(self.estimator.classes_)[np.argmax(probabilities, axis=1)]
+        try:
+            probabilities = np.asarray(self.estimator.predict_proba(frame)) if proba else None
+            if labels or probabilities is None:
+                predicted = np.asarray(self.estimator.predict(frame))
+            else:
+                predicted = np.asarray(self.estimator.classes_)[np.argmax(probabilities, axis=1)]
+        except ValueError as e:
+            raise protocol.unpredictable(str(e)) from e
+        for answer in (predicted, probabilities):
+            if answer is not None and answer.dtype.kind == "f" and not np.isfinite(answer).all():
+                raise protocol.unpredictable("the model's answer is not finite")
         return predicted, probabilities
 
 
@@ -113,14 +126,17 @@ class OnnxPredictor:
         fallback: the scikit-learn model the graph was converted from (answers the guarded rows).
         signature: the model's signature (block-typed: every input numeric with one datatype).
         guard: False only to measure raw parity (:func:`check_parity`).
+        float32: the graph casts its input to float32 (tree models): rows beyond float32's range then go to
+            scikit-learn.
     """
 
     name = ONNX
     inline = True
 
     def __init__(self, session: Any, fallback: SklearnPredictor, signature: protocol.Signature,
-                 *, guard: bool = True) -> None:
+                 *, guard: bool = True, float32: bool = True) -> None:
         self.session = session
+        self.float32 = float32
         self.fallback = fallback
         self.signature = signature
         self.guard = guard
@@ -132,20 +148,28 @@ class OnnxPredictor:
 
     def run(self, inputs: protocol.Inputs) -> list[NDArray[Any]]:
         """The graph's raw outputs: ``[labels, probabilities]`` or ``[values [N, 1]]``."""
-        block = inputs.to_numpy() if isinstance(inputs, pd.DataFrame) else inputs
-        if block.dtype != np.float64 or not block.flags.c_contiguous:
-            block = np.ascontiguousarray(block, dtype=np.float64)
-        result: list[NDArray[Any]] = self.session.run(self.outputs, {self.input: block})
+        result: list[NDArray[Any]] = self.session.run(self.outputs, {self.input: _block(inputs)})
         return result
 
     def predict(
         self, inputs: protocol.Inputs, *, labels: bool, proba: bool
     ) -> tuple[NDArray[Any], NDArray[Any] | None]:
-        """As :meth:`SklearnPredictor.predict`; probabilities are float64 (trees compute in float32)."""
+        """As :meth:`SklearnPredictor.predict` (and raising as it does for the rows it answers);
+        probabilities are float64 (trees compute in float32).
+
+        scikit-learn answers, besides near-tied rows, the rows ONNX Runtime answers with non-finite
+        values and, for graphs that cast to float32, the rows holding a value beyond float32's range (cast
+        to infinity there, refused by scikit-learn), so that both runtimes answer every request alike.
+        """
+        block = _block(inputs)
         if not self.classifier:
-            (values,) = self.run(inputs)
-            return values.reshape(-1).astype(np.float64, copy=False), None
-        raw_labels, raw_proba = self.run(inputs)
+            (raw_values,) = self.session.run(self.outputs, {self.input: block})
+            values = raw_values.reshape(-1).astype(np.float64, copy=False)  # ORT's own array: ours to edit
+            if self.guard:
+                unsure = ~np.isfinite(values)
+                self._answer_by_fallback(inputs, block, unsure, labels, values, None)
+            return values, None
+        raw_labels, raw_proba = self.session.run(self.outputs, {self.input: block})
         probabilities = raw_proba.astype(np.float64, copy=False)  # a fresh array either way: ours to edit
         assert self.classes is not None
         top = probabilities.argmax(axis=1)
@@ -154,18 +178,42 @@ class OnnxPredictor:
             unsure = _near_ties(probabilities)
             raw = raw_labels.reshape(-1)
             unsure |= raw != (predicted if predicted.dtype == raw.dtype else predicted.astype(raw.dtype))
-            if unsure.any():
-                rows = np.flatnonzero(unsure)
-                block = inputs.iloc[rows] if isinstance(inputs, pd.DataFrame) else inputs[rows]
-                sk_labels, sk_proba = self.fallback.predict(block, labels=labels, proba=True)
-                assert sk_proba is not None
-                predicted[rows] = sk_labels
-                probabilities[rows] = sk_proba
+            self._answer_by_fallback(inputs, block, unsure, labels, predicted, probabilities)
         return predicted, probabilities if proba else None
+
+    def _answer_by_fallback(
+        self, inputs: protocol.Inputs, block: NDArray[np.float64], unsure: NDArray[np.bool_], labels: bool,
+        predicted: NDArray[Any], probabilities: NDArray[Any] | None,
+    ) -> None:
+        """Replace, in place, the answers of the ``unsure`` rows (and of rows beyond float32's range, for a
+        float32 graph) by scikit-learn's."""
+        if self.float32 and float(np.abs(block).max(initial=0.0)) > _FLOAT32_MAX:
+            unsure |= (np.abs(block) > _FLOAT32_MAX).any(axis=1)
+        if not unsure.any():
+            return
+        rows = np.flatnonzero(unsure)
+        subset = inputs.iloc[rows] if isinstance(inputs, pd.DataFrame) else inputs[rows]
+        sk_labels, sk_proba = self.fallback.predict(subset, labels=labels or probabilities is None,
+                                                    proba=probabilities is not None)
+        predicted[rows] = sk_labels
+        if probabilities is not None:
+            assert sk_proba is not None
+            probabilities[rows] = sk_proba
+
+
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+
+
+def _block(inputs: protocol.Inputs) -> NDArray[np.float64]:
+    """The C-contiguous float64 ``[N, F]`` block ONNX Runtime takes."""
+    block = inputs.to_numpy() if isinstance(inputs, pd.DataFrame) else inputs
+    if block.dtype != np.float64 or not block.flags.c_contiguous:
+        block = np.ascontiguousarray(block, dtype=np.float64)
+    return block
 
 
 def _near_ties(probabilities: NDArray[Any]) -> NDArray[np.bool_]:
-    """Rows whose two largest probabilities are within :data:`MARGIN_GUARD`."""
+    """Rows whose two largest probabilities are within :data:`MARGIN_GUARD`, or not finite."""
     if probabilities.shape[1] == 2:
         margin = np.abs(probabilities[:, 1] - probabilities[:, 0])
     elif probabilities.shape[1] > 2:
@@ -173,7 +221,7 @@ def _near_ties(probabilities: NDArray[Any]) -> NDArray[np.bool_]:
         margin = top2[:, 1] - top2[:, 0]
     else:
         return np.zeros(len(probabilities), dtype=bool)
-    result: NDArray[np.bool_] = margin < MARGIN_GUARD
+    result: NDArray[np.bool_] = ~(margin >= MARGIN_GUARD)  # NaN compares False: such rows are unsure too
     return result
 
 
@@ -235,7 +283,7 @@ def load_onnx(store: store_mod.Store, config: RuntimeConfig, fallback: SklearnPr
     data = store.read_bytes(config.artifact_uri, config.artifact_digest)
     import onnxruntime as ort
 
-    _check_graph(data)
+    float32 = _check_graph(data)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -251,11 +299,12 @@ def load_onnx(store: store_mod.Store, config: RuntimeConfig, fallback: SklearnPr
         raise errors.PermanentError(
             "SignatureMismatch", f"the ONNX graph takes shape {shape}, the signature {len(signature.inputs)} inputs",
         )
-    return OnnxPredictor(session, fallback, signature)
+    return OnnxPredictor(session, fallback, signature, float32=float32)
 
 
-def _check_graph(data: bytes) -> None:
-    """Refuse graphs with other operator domains or external data (files outside the artifact)."""
+def _check_graph(data: bytes) -> bool:
+    """Refuse graphs with other operator domains or external data (files outside the artifact); return whether
+    the graph casts values to float32 (tree models)."""
     import onnx
 
     try:
@@ -267,6 +316,8 @@ def _check_graph(data: bytes) -> None:
         raise errors.PermanentError("InvalidArtifact", f"the ONNX graph uses operator domains {sorted(domains)}")
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise errors.PermanentError("InvalidArtifact", "the ONNX graph refers to external data")
+    return any(node.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in node.attribute)
+               for node in model.graph.node)
 
 
 # ----- conversion and parity (the evaluate worker) -----------------------------------------------------------

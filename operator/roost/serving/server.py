@@ -20,9 +20,12 @@ Endpoints (``<name>`` is the roost.dev Deployment's name, ``modelName`` in the c
 ==========================================  ==================================================================
 
 Status codes: 200; 400 for a body that breaks the protocol or the signature (``{"error": "..."}``
-naming the input and the problem); 404 for another model name or path; 405; 413 over
-``maxBodyBytes``; 500 when the model itself fails (the server keeps serving). Every response carries
-``x-roost-model-version``. Request parsing and response shapes live in :mod:`roost.serving.protocol`.
+naming the input and the problem), and for rows the model itself refuses (scikit-learn's input
+validation, e.g. a finite value that overflows a scaler) or answers with non-finite values; 404 for
+another model name or path; 405; 413 over ``maxBodyBytes`` (from the announced Content-Length, before
+the body is read); 500 when the model itself fails otherwise (the server keeps serving). Every response
+carries ``x-roost-model-version`` and ``x-request-id`` (the request's id, percent-encoded unless it is
+printable ASCII). Request parsing and response shapes live in :mod:`roost.serving.protocol`.
 
 Config (JSON file, ``main(config_path)``)::
 
@@ -61,6 +64,7 @@ import json
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -117,6 +121,26 @@ def new_request_id() -> str:
     n = random.getrandbits(128)
     n = (n & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)
     return f"{n:032x}"
+
+
+def request_id_header(request_id: str) -> bytes:
+    """The ``x-request-id`` response header's value for ``request_id``: as it is when printable ASCII, else
+    percent-encoded (RFC 3986; control characters would break the HTTP response, and header values are
+    not Unicode), so any ``id`` a client sends can be echoed."""
+    if request_id.isascii() and request_id.isprintable():
+        return request_id.encode()
+    return urllib.parse.quote(request_id, safe=_HEADER_SAFE).encode()
+
+
+def request_id_from_header(raw: bytes) -> str:
+    """An ``x-request-id`` request header's value: UTF-8 when it decodes as such, else Latin-1 (RFC 9110)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+_HEADER_SAFE: Final = "".join(c for c in map(chr, range(0x20, 0x7F)) if c != "%")
 
 
 # ----- configuration -----------------------------------------------------------------------------
@@ -345,19 +369,24 @@ class _App(Starlette):
             await super().__call__(scope, receive, send)
             return
         length, header_id, binary_length = _headers(scope["headers"])
-        # the usual request: its whole body in the first message (the reader is only made for the others)
-        first = await receive()
-        body = first.get("body", b"")
-        if (first["type"] != "http.request" or first.get("more_body", False)
-                or len(body) > service.config.max_body_bytes):
-            body = service.read_asgi_body(receive, length, first)
+        body: bytes | Coroutine[Any, Any, bytes]
+        if length is not None and length.isdigit() and int(length) > service.config.max_body_bytes:
+            body = service.read_asgi_body(receive, length)  # refused (413) before a byte is read
+        else:
+            # the usual request: its whole body in the first message (the reader is only made for the others)
+            first = await receive()
+            received: bytes = first.get("body", b"")
+            body = received
+            if (first["type"] != "http.request" or first.get("more_body", False)
+                    or len(received) > service.config.max_body_bytes):
+                body = service.read_asgi_body(receive, length, first)
         status, content, request_id, json_length = await service.serve(
             endpoint, body, header_id, None, binary_length,
         )
         headers = [
             (b"content-length", str(len(content)).encode()),
             (b"content-type", _JSON_BYTES if json_length is None else _BINARY_BYTES),
-            (b"x-request-id", request_id.encode("latin-1", "replace")),
+            (b"x-request-id", request_id_header(request_id)),
             (_VERSION_HEADER_BYTES, self.version),
         ]
         if json_length is not None:
@@ -376,7 +405,7 @@ def _headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str 
         if key == b"content-length":
             length = value
         elif key == b"x-request-id":
-            request_id = value.decode("latin-1")
+            request_id = request_id_from_header(value)
         elif key == _BINARY_HEADER_BYTES:
             binary_length = value
     return length, request_id, binary_length
@@ -485,11 +514,13 @@ class _Service:
     async def infer(self, request: Request, endpoint: str) -> Response:
         """Serve one inference request routed by Starlette (any model name; see :meth:`serve`)."""
         binary_length = request.headers.get(protocol.BINARY_HEADER)
+        header_id = request.headers.get(REQUEST_ID_HEADER)
         status, content, request_id, json_length = await self.serve(
-            endpoint, self.read_body(request), request.headers.get(REQUEST_ID_HEADER), request.path_params,
-            binary_length.encode("latin-1") if binary_length is not None else None,
+            endpoint, self.read_body(request),
+            request_id_from_header(header_id.encode("latin-1")) if header_id is not None else None,
+            request.path_params, binary_length.encode("latin-1") if binary_length is not None else None,
         )
-        headers = {REQUEST_ID_HEADER: request_id}
+        headers = {REQUEST_ID_HEADER: request_id_header(request_id).decode()}
         if json_length is not None:
             headers[protocol.BINARY_HEADER] = str(json_length)
         return Response(content, status, headers=headers,
@@ -540,7 +571,8 @@ class _Service:
                     given = payload.get("id")
                     request_id = given if type(given) is str else None  # known even if the rest is refused
                 _, inputs, wanted, binary_outputs = protocol.parse_v2(
-                    payload, self.signature, self.available, binary, from_json=True
+                    payload, self.signature, self.available, binary, from_json=True,
+                    booleans=b"true" in body or b"false" in body,
                 )
                 want_labels, want_proba = protocol.PREDICT in wanted, protocol.PREDICT_PROBA in wanted
             else:
@@ -552,11 +584,11 @@ class _Service:
                     name, task = self.config.model_name, self.signature.task
                     raise protocol.ProtocolError(f"model {name!r} gives no probabilities ({task})")
                 want_labels, want_proba = endpoint == V1_PREDICT, v1.probabilities
+            request_id = request_id or header_id or new_request_id()
             labels, probabilities = await self.batcher.predict(inputs, labels=want_labels, proba=want_proba)
             if not want_labels and probabilities is not None:  # the most probable classes, for log and metrics
                 labels = self.classes[np.argmax(probabilities, axis=1)]
             predicted = labels
-            request_id = request_id or header_id or new_request_id()
             if endpoint == V2_INFER:
                 outputs: dict[str, NDArray[Any]] = {protocol.PREDICT: labels} if want_labels else {}
                 if probabilities is not None:
