@@ -98,8 +98,7 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
     for role, prefix in logs.items():
         since = max(start, float(cursor.get(role, 0.0)) - AGREEMENT_LOOKBACK)
         frames[role] = requestlog.read_log(store, prefix, since, _ANALYSED_COLUMNS)
-    step_start = _parse(cand.get("stepStartTime") or cand["startTime"])
-    candidate_requests = int((frames["candidate"]["time"] >= step_start).sum())
+    candidate_requests = _count_step_requests(store, logs["candidate"], frames["candidate"], cand, cursor)
     shadow = spec.strategy.type == deployment.StrategyType.SHADOW
     for role, frame in frames.items():
         fresh = frame[(frame["time"] > float(cursor.get(role, 0.0))) & (frame["time"] >= judged_from)]
@@ -134,6 +133,30 @@ def analyse(store: store_mod.Store, namespace: str, name: str, spec: deployment.
 
 
 _ANALYSED_COLUMNS = ("time", "status", "latency_ms", "request_id", "outputs")  # not the inputs: the bulk of a log
+
+
+def _count_step_requests(store: store_mod.Store, prefix: str, frame: pd.DataFrame, cand: dict[str, Any],
+                         cursor: dict[str, Any]) -> int:
+    """Candidate requests since the current step started (a ``pause: {requests: N}`` waits for N of them).
+
+    The rounds read only the recent log (``frame``), so the count is carried in ``cursor["stepRequests"]``
+    (``{"step": stepStartTime, "count", "through": the last counted time}``) and grows by the rows after
+    ``through``; a new step counts its rows from the log once.
+    """
+    step = str(cand.get("stepStartTime") or cand["startTime"])
+    step_start = _parse(step)
+    times = frame["time"].to_numpy()
+    counted = cursor.get("stepRequests") or {}
+    if counted.get("step") == step:
+        count, through = int(counted["count"]), float(counted["through"])
+        count += int(np.count_nonzero((times > through) & (times >= step_start)))
+    else:  # the frame may start after the step did
+        times = requestlog.read_log(store, prefix, step_start, ("time",))["time"].to_numpy()
+        count = int(np.count_nonzero(times >= step_start))
+        through = 0.0
+    through = max(through, float(times.max())) if times.size else through
+    cursor["stepRequests"] = {"step": step, "count": count, "through": through}
+    return count
 
 
 def _agreement(stable: pd.DataFrame, candidate: pd.DataFrame) -> np.ndarray[Any, Any]:
