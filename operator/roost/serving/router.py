@@ -405,4 +405,3 @@ def main(config_path: str) -> int:
                        lifespan="on", timeout_graceful_shutdown=25)
     )
     return uvicorn_run.run(server, not_started=1)
-

@@ -163,13 +163,13 @@ class OnnxPredictor:
         """
         block = _block(inputs)
         if not self.classifier:
-            (raw_values,) = self.session.run(self.outputs, {self.input: block})
+            (raw_values,) = self.run(block)
             values = raw_values.reshape(-1).astype(np.float64, copy=False)  # ORT's own array: ours to edit
             if self.guard:
                 unsure = ~np.isfinite(values)
                 self._answer_by_fallback(inputs, block, unsure, labels, values, None)
             return values, None
-        raw_labels, raw_proba = self.session.run(self.outputs, {self.input: block})
+        raw_labels, raw_proba = self.run(block)
         probabilities = raw_proba.astype(np.float64, copy=False)  # a fresh array either way: ours to edit
         assert self.classes is not None
         top = probabilities.argmax(axis=1)
