@@ -11,7 +11,7 @@ the profile at every check; here that cost is reported apart, as the issue asks.
 
 Also timed, as a diagnostic that is not the operator's path (``ks-exact``, windows of up to 10,000 rows): the
 ``as-alibi`` check with scipy's exact KS p-values throughout, to show what exactness would cost (the operator's
-``method="auto"`` is asymptotic above an effective size of 100, as alibi-detect always is).
+``method="auto"`` is asymptotic from an effective size of 400, as alibi-detect always is).
 
 After the timings, not timed: the KS exactness check. Roost's KS test compares the window with the
 profile's capped, sorted reference sample (10,000 values per column), not with all reference rows, so

@@ -169,6 +169,7 @@ def test_profile_and_train_run_as_jobs_that_the_operator_names_owns_adopts_and_r
     env = {e.name: e.value for e in container.env}
     assert env["ROOST_STORE"] == STORE
     assert env["ROOST_S3_ENDPOINT_URL"] == s3_endpoint
+    assert env["NUMBA_CACHE_DIR"].startswith("/tmp/")  # the Job's only writable path (its /tmp volume)
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env), "credentials belong in the Secret"
     assert [s.secret_ref.name for s in container.env_from] == [SECRET]
     security = container.security_context

@@ -159,6 +159,29 @@ def test_slots_equal_searchsorted_on_every_shape(shape: str) -> None:
     k = np.searchsorted(u, x, side="left")
     want = 2 * k + (u[np.minimum(k, u.shape[0] - 1)] == x)
     np.testing.assert_array_equal(sample.slots(x), want)
+    np.testing.assert_array_equal(sample.counts(x), np.bincount(want, minlength=2 * u.shape[0] + 1))
+    ends = np.append(u, u[-1])
+    slots = np.empty(x.shape[0], dtype=np.int32)
+    counts, dist = sample.counts_and_distances(x, slots=slots)
+    np.testing.assert_array_equal(slots, want)
+    np.testing.assert_array_equal(counts, np.bincount(want, minlength=2 * u.shape[0] + 1))
+    want_dist = np.bincount(want, weights=np.abs(ends[want >> 1] - x), minlength=2 * u.shape[0] + 1)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("shape", list(DISTRIBUTIONS))
+@pytest.mark.parametrize("rows", [1, 40, 2000, 60_000])
+def test_ks_statistic_is_scipys_bit_for_bit_and_wasserstein_its_value_at_any_size(shape: str, rows: int) -> None:
+    """The compiled sweeps skip the slots a small window leaves empty (ks) and add gaps one by one
+    (wasserstein): windows from one value (one slot touched) to 20 values per sample value (all touched)."""
+    rng = np.random.default_rng(rows)
+    gen = DISTRIBUTIONS[shape]
+    ref = gen(rng, 5000)
+    sample = reference.SortedSample.build(ref)
+    for win in (gen(rng, rows), gen(rng, rows) * 1.3 + 0.1):
+        assert drift.ks_statistic(sample, win) == float(stats.ks_2samp(ref, win, method="asymp").statistic)
+        assert drift.wasserstein(sample, win) == pytest.approx(
+            float(stats.wasserstein_distance(ref, win)), rel=1e-9, abs=1e-300)
 
 
 def test_bin_counts_follow_the_profile_rule_with_open_outer_bins() -> None:
@@ -493,10 +516,13 @@ def test_boolean_windows_match_the_profile_spelling(mixed: reference.Reference) 
 @pytest.mark.parametrize("values", [
     np.arange(1000) % 17, (np.arange(500) % 256 - 128).astype(np.int8), np.array([3, 3, 7], dtype=np.uint64),
     np.array([2**63 + 5, 1], dtype=np.uint64), np.array([-(2**63), 2**63 - 1]), np.arange(0, 10**7, 1000),
-    np.arange(100) % 3 == 0, np.zeros(0, dtype=np.int64),
-], ids=["levels", "int8", "uint64", "uint64-huge", "int64-extremes", "wide-span", "bool", "empty"])
+    np.arange(100) % 3 == 0, np.zeros(0, dtype=np.int64), np.append(np.arange(1000) % 17, drift.CODES),
+    np.array([drift.CODES - 1, 0, drift.CODES - 1], dtype=np.int32),
+], ids=["levels", "int8", "uint64", "uint64-huge", "int64-extremes", "wide-span", "bool", "empty",
+        "codes-then-one-beyond", "last-code"])
 def test_integer_windows_are_counted_as_by_hashing(values: np.ndarray) -> None:
-    # np.bincount for integer and boolean columns of small span, value_counts otherwise: the same counts
+    # one compiled pass for codes, np.bincount for other integer and boolean columns of small span,
+    # value_counts otherwise: the same counts
     counted = drift.categorical_window(pd.Series(values))
     hashed = drift.categorical_window(pd.Series(values.astype(object)))
     assert dict(zip(counted.values, counted.counts.tolist(), strict=True)) == \
@@ -539,6 +565,25 @@ def test_ks_far_tail_takes_kolmogorovs_limit_at_or_above_the_finite_sample_value
     assert mode == "asymp" and p < drift.KS_TAIL
     assert p == pytest.approx(float(special.kolmogorov(np.sqrt(en) * d)), rel=1e-12)
     assert finite <= p  # never an underestimate: a verdict is not made from a smaller p-value than scipy's
-    near = rng.normal(0.02, 1.0, size=5000)  # a p-value in the usual range still comes from kstwo
+    near = rng.normal(0.02, 1.0, size=5000)  # a p-value in the usual range: kstwo's value
     d2, p2, _ = drift.ks_2samp(reference.SortedSample.build(ref), near)
-    assert p2 >= drift.KS_TAIL and p2 == pytest.approx(float(stats.kstwo.sf(d2, en)), rel=1e-12)
+    assert p2 >= drift.KS_TAIL and p2 == pytest.approx(float(stats.kstwo.sf(d2, en)), abs=2e-7)
+
+
+@pytest.mark.parametrize("en", [420, 909, 3333, 9901, 60_000])
+def test_ks_asymptotic_p_value_is_within_2e_7_of_kstwo_over_the_whole_range(en: int) -> None:
+    """From an effective size of 400 the p-value comes from Pelz and Good's series, not from ``kstwo.sf``'s
+    exact sums (milliseconds at these sizes where p is near 1 or between 1e-10 and 0.02): every ``d`` from
+    p = 1 to the far tail, against ``kstwo.sf``."""
+    assert en >= drift.KS_PELZ_GOOD_FROM
+    worst = 0.0
+    for z in np.linspace(0.05, 3.6, 120):  # sqrt(en) * d: p from 1 to ~1e-11
+        d = float(z / math.sqrt(en))
+        p = drift.ks_asymptotic_pvalue(d, en, 10**12)  # the second sample so large that en is the first
+        worst = max(worst, abs(p - float(stats.kstwo.sf(d, en))))
+    assert worst <= 2e-7, worst
+
+
+def test_ks_asymptotic_p_value_below_the_series_range_is_kstwos() -> None:
+    for en, d in ((120, 0.05), (300, 0.09), (399, 0.1)):
+        assert drift.ks_asymptotic_pvalue(d, en, 10**12) == float(np.clip(stats.kstwo.sf(d, en), 0, 1))

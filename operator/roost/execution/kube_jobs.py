@@ -42,7 +42,9 @@ def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
 
 def build_job(unit: Unit, store_root: str, image: str, secret: str | None) -> dict[str, Any]:
     """The Job for ``unit``: a pure builder, so tests compare objects, not calls."""
-    env = [{"name": "ROOST_STORE", "value": store_root}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    env = [{"name": "ROOST_STORE", "value": store_root}, {"name": "PYTHONUNBUFFERED", "value": "1"},
+           # the root filesystem is read-only: numba caches the compiled drift kernels in the /tmp volume
+           {"name": "NUMBA_CACHE_DIR", "value": "/tmp/numba-cache"}]
     env += [{"name": k, "value": os.environ[k]} for k in STORE_ENV if os.environ.get(k)]
     container: dict[str, Any] = {
         "name": "worker",

@@ -7,7 +7,7 @@ turns that JSON document into per-feature arrays, so that a check only streams t
 - numeric features: the profile's decile histogram (the 9 interior edges -- bins open to -inf and
   +inf at the ends -- and the reference count in each of the 10 bins), and its capped, sorted
   uniform sample as a :class:`SortedSample` (distinct values, cumulative counts and a lookup grid
-  that places a million values among them in a few vectorised passes);
+  that places a million values among them in one compiled pass);
 - categorical and boolean features: the listed top-k values and counts, then ``__other__`` for the
   rest of the reference;
 - datetime features are not tested; they are listed in :attr:`Reference.skipped`.
@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from roost import errors
+from roost.stats import kernels
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -44,8 +45,8 @@ UNSEEN = "__unseen__"
 REFERENCE_INVALID = "ReferenceInvalid"
 
 # The lookup grid of a SortedSample: about GRID_CELLS_PER_VALUE cells per distinct sample value, at
-# most GRID_MAX_CELLS (13 bytes a cell), over the sample's [0.5%, 99.5%] range; values beyond it
-# fall into the two end cells.
+# most GRID_MAX_CELLS (2 bytes a cell below 32,767 distinct values, else 4), over the sample's
+# [0.5%, 99.5%] range; values beyond it fall into the two end cells.
 GRID_CELLS_PER_VALUE = 8
 GRID_MIN_CELLS = 64
 GRID_MAX_CELLS = 1 << 17
@@ -84,27 +85,32 @@ class SortedSample:
     The arrays are read-only. :meth:`slots` answers, for every value of ``x``, where it falls among
     the sample's distinct values ``u_0 < ... < u_{K-1}``: slot ``2k`` is the open gap
     ``(u_{k-1}, u_k)`` (``k = 0``: below ``u_0``; ``k = K``: above ``u_{K-1}``) and slot ``2k + 1``
-    is the value ``u_k`` itself -- exactly ``2 * searchsorted(u, x, "left") + (x == u[k])``.
+    is the value ``u_k`` itself -- exactly ``2 * searchsorted(u, x, "left") + (x == u[k])``;
+    :meth:`counts` and :meth:`counts_and_distances` count the values per slot without keeping the
+    slots.
 
     ``np.searchsorted`` of a million unsorted values into 10,000 costs ~100-150 ns a value (a
-    cache-unfriendly binary search each), more than sorting the window. :meth:`slots` instead
-    reads an equal-width grid of cells (built on first use; in value space, or in
+    cache-unfriendly binary search each), more than sorting the window. The slots are found instead
+    through an equal-width grid of cells (built on first use; in value space, or in
     :func:`ordered_bits` key space for heavy tails, whichever leaves less of the sample in crowded
-    cells): a value in a cell holding at most one distinct sample value is settled by two gathers
-    and two comparisons; only values in cells holding several go through a binary search (about
-    2% of them for a normal sample, 2-12% for heavy tails). The cell of a value is a monotone
-    function of it, so the result equals ``searchsorted``'s exactly. The grid holds ~8 cells per
-    distinct value, at most 2**17 cells of 12 bytes (1.5 MiB).
+    cells) by one compiled pass (:func:`roost.stats.kernels.locate`): a value in a cell holding at
+    most one distinct sample value is settled by one comparison; only values in cells holding
+    several go through a binary search, within the cell (about 0.5 % of them for a normal sample).
+    The cell of a value is a monotone function of it, so the result equals ``searchsorted``'s
+    exactly. The grid holds ~8 cells per distinct value, at most 2**17 cells of 2 bytes (4 bytes
+    from 32,767 distinct values).
 
     Attributes:
         values: the sample, sorted, finite (shape ``(m,)``).
         distinct: its distinct values ``u`` (shape ``(K,)``).
         cumulative: ``cumulative[k]`` = number of sample values ``<= u_k`` (shape ``(K,)``, int64).
+        fractions: ``F_ref(u_k) = cumulative[k] / m`` (shape ``(K,)``).
     """
 
     values: FloatArray
     distinct: FloatArray
     cumulative: npt.NDArray[np.int64]
+    fractions: FloatArray
     _grid: list[_Grid] = dataclasses.field(default_factory=list, repr=False)  # built on first use
 
     @property
@@ -118,8 +124,16 @@ class SortedSample:
         v = np.asarray(values, dtype=np.float64).ravel()
         v = np.sort(v[np.isfinite(v)])
         distinct, counts = np.unique(v, return_counts=True)
-        return cls(values=_readonly(v), distinct=_readonly(distinct),
-                   cumulative=_readonly(np.cumsum(counts, dtype=np.int64)))
+        cumulative = np.cumsum(counts, dtype=np.int64)
+        return cls(values=_readonly(v), distinct=_readonly(distinct), cumulative=_readonly(cumulative),
+                   fractions=_readonly(cumulative / max(v.shape[0], 1)))
+
+    @property
+    def grid(self) -> _Grid:
+        """The lookup grid (built on first use, then kept: the sample is read-only)."""
+        if not self._grid:
+            self._grid.append(_Grid.build(self.values, self.distinct))
+        return self._grid[0]
 
     def slots(self, x: FloatArray) -> npt.NDArray[np.int32]:
         """Where each value of ``x`` falls among the distinct sample values (see the class docstring).
@@ -130,27 +144,30 @@ class SortedSample:
         Returns:
             int32 array of shape ``(n,)`` with values in ``[0, 2K]``.
         """
-        u = self.distinct
-        if u.shape[0] <= 2:
-            s = np.zeros(x.shape[0], dtype=np.int32)
-            for value in u:
-                lt = value < x
-                s += lt
-                s += lt
-                s += value == x
-            return s
-        if not self._grid:
-            self._grid.append(_Grid.build(self.values, u))
-        return self._grid[0].slots(x, u)
+        slots = np.empty(x.shape[0], dtype=np.int32)
+        self.grid.locate(x, slots=slots)
+        return slots
+
+    def counts(self, x: FloatArray) -> npt.NDArray[np.integer[Any]]:
+        """Number of values of ``x`` (finite float64, shape ``(n,)``) in each slot, shape ``(2K + 1,)``:
+        ``np.bincount(self.slots(x), minlength=2K + 1)`` (int32; int64 from 2**31 values)."""
+        return self.grid.locate(x)[0]
+
+    def counts_and_distances(self, x: FloatArray, slots: npt.NDArray[np.int32] | None = None
+                             ) -> tuple[npt.NDArray[np.integer[Any]], FloatArray]:
+        """:meth:`counts`, and per slot the sum of ``|end - v|`` over its values, ``end`` being the
+        end of the value's gap (``u_k`` for slots ``2k`` and ``2k + 1``; ``u_{K-1}`` above the
+        sample): float64 ``(2K + 1,)``. Writes each value's slot into ``slots`` when given."""
+        return self.grid.locate(x, distances=True, slots=slots)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Grid:
     """Equal-width cells over a monotone transform of the values (see :class:`SortedSample`).
 
-    ``first2[c]`` is twice the number of distinct values in the cells before ``c``, or -1 when cell
-    ``c`` holds several distinct values (its values then go through a binary search); ``pivot[c]``
-    is the one distinct value in cell ``c``, NaN when it holds none or several.
+    ``first[c]`` is the index of the first distinct value at or after cell ``c``'s start when the
+    cell holds at most one distinct value, else ``-(index + 1)``; one more entry closes the table
+    (``K``). ``u`` is the distinct values followed by ``+inf``; ``ends`` each gap's end.
     """
 
     mode: str  # "linear": cell = clip(x * scale + offset); "bits": cell = (clip(key) - base) >> shift
@@ -160,8 +177,9 @@ class _Grid:
     base: int = 0
     top: int = 0
     shift: int = 0
-    first2: npt.NDArray[np.int32] = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
-    pivot: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    first: npt.NDArray[np.integer[Any]] = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    u: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    ends: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
     crowded_mass: int = 0
 
     @classmethod
@@ -177,18 +195,15 @@ class _Grid:
         return min(candidates, key=lambda g: g.crowded_mass)
 
     def with_tables(self, u: FloatArray, counts: npt.NDArray[np.int64]) -> _Grid:
-        """This grid with its cell tables, built from the distinct values' own cells."""
+        """This grid with its cell table, built from the distinct values' own cells."""
         ncells = self.cells + 3 if self.mode == "linear" else ((self.top - self.base) >> self.shift) + 1
         gu = self.cell_of(u)
-        first = np.searchsorted(gu, np.arange(ncells), side="left")
-        count = np.diff(np.append(first, u.shape[0]))
-        crowded = count > 1
-        pivot = np.full(ncells, np.nan)
-        single = count == 1
-        pivot[single] = u[first[single]]
-        first2 = np.where(crowded, -1, 2 * first).astype(np.int32)
-        return dataclasses.replace(self, first2=_readonly(first2), pivot=_readonly(pivot),
-                                   crowded_mass=int(counts[crowded[gu]].sum()))
+        first = np.searchsorted(gu, np.arange(ncells + 1), side="left")
+        crowded = np.diff(first) > 1
+        table = first.astype(np.int16 if u.shape[0] < np.iinfo(np.int16).max else np.int32)
+        table[:-1][crowded] = -first[:-1][crowded] - 1
+        return dataclasses.replace(self, first=_readonly(table), u=_readonly(np.append(u, np.inf)),
+                                   ends=_readonly(np.append(u, u[-1])), crowded_mass=int(counts[crowded[gu]].sum()))
 
     def cell_of(self, x: FloatArray) -> IntArray:
         """The cell of each (finite) value: a monotone non-decreasing function of the value."""
@@ -205,24 +220,22 @@ class _Grid:
         offsets >>= np.uint64(self.shift)
         return offsets.astype(np.intp)
 
-    def slots(self, x: FloatArray, u: FloatArray) -> npt.NDArray[np.int32]:
-        cell = self.cell_of(x)
-        s = self.first2.take(cell)
-        pivot = self.pivot.take(cell)
-        del cell
-        lt = pivot < x  # NaN pivots (empty or crowded cells) compare False
-        s += lt
-        s += lt
-        s += pivot == x
-        crowded = np.flatnonzero(s < 0)
-        if crowded.shape[0]:
-            xc = x[crowded]
-            k = np.searchsorted(u, xc, side="left")
-            s[crowded] = 2 * k + (u.take(np.minimum(k, u.shape[0] - 1)) == xc)
-        return s
+    def locate(self, x: FloatArray, distances: bool = False, slots: npt.NDArray[np.int32] | None = None
+               ) -> tuple[npt.NDArray[np.integer[Any]], FloatArray]:
+        """Counts per slot (and distance sums when asked; slots written when given) of ``x``."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        size = 2 * self.u.shape[0] - 1
+        counts = np.zeros(size, dtype=np.int32 if x.shape[0] < np.iinfo(np.int32).max else np.int64)
+        dist = np.zeros(size if distances else 0)
+        kernels.locate(x, x.view(np.int64), self.mode == "linear", self.scale, self.offset, float(self.cells + 2),
+                       self.base, self.top, self.shift, self.first, self.u, counts, self.ends, dist,
+                       np.empty(0, np.int32) if slots is None else slots, distances, slots is not None)
+        return counts, dist
 
 
 def _linear_grid(lo: float, hi: float, cells: int) -> _Grid | None:
+    if not hi > lo:  # a single distinct value: the bits grid holds it
+        return None
     scale = cells / (hi - lo)
     if not (math.isfinite(scale) and scale > 0):
         return None
