@@ -169,6 +169,13 @@ def test_slots_equal_searchsorted_on_every_shape(shape: str) -> None:
     np.testing.assert_allclose(dist, want_dist, rtol=1e-9, atol=0)
 
 
+def test_an_empty_sample_puts_every_value_in_slot_zero() -> None:
+    sample = reference.SortedSample.build([np.nan, np.inf])
+    x = np.array([-1.0, 0.0, 3.5])
+    np.testing.assert_array_equal(sample.slots(x), [0, 0, 0])
+    np.testing.assert_array_equal(sample.counts(x), [3])
+
+
 @pytest.mark.parametrize("shape", list(DISTRIBUTIONS))
 @pytest.mark.parametrize("rows", [1, 40, 2000, 60_000])
 def test_ks_statistic_is_scipys_bit_for_bit_and_wasserstein_its_value_at_any_size(shape: str, rows: int) -> None:

@@ -184,6 +184,9 @@ class _Grid:
 
     @classmethod
     def build(cls, values: FloatArray, u: FloatArray) -> _Grid:
+        if u.shape[0] == 0:  # an empty sample: every value is in slot 0
+            return cls(mode="linear", first=_readonly(np.zeros(2, np.int16)), u=_readonly(np.array([np.inf])),
+                       ends=_readonly(np.zeros(1)))
         last = values.shape[0] - 1
         lo, hi = float(values[int(GRID_TRIM * last)]), float(values[math.ceil((1 - GRID_TRIM) * last)])
         if not hi > lo:
