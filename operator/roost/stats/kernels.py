@@ -49,6 +49,24 @@ def _cell_bits(v: float, bits: int, base: int, key_top: int, shift: int, last: i
 
 
 @_jit
+def _cell(v: float, bits: int, linear: bool, scale: float, offset: float, top: float, base: int, key_top: int,
+          shift: int, last: int) -> int:
+    return _cell_linear(v, scale, offset, top, last) if linear else _cell_bits(v, bits, base, key_top, shift, last)
+
+
+@_jit
+def cells(
+    x: npt.NDArray[np.float64], xbits: npt.NDArray[np.int64], linear: bool, scale: float, offset: float,
+    top: float, base: int, key_top: int, shift: int, last: int, out: npt.NDArray[np.intp],
+) -> None:
+    """Write the grid cell of each value of ``x`` into ``out`` (shape ``(n,)``): the cell function of
+    :func:`locate` (arguments as there; ``last`` the last cell), so that the table built from the
+    sample's own cells is read with exactly the function that built it."""
+    for i in range(x.shape[0]):
+        out[i] = _cell(x[i], xbits[i], linear, scale, offset, top, base, key_top, shift, last)
+
+
+@_jit
 def locate(
     x: npt.NDArray[np.float64], xbits: npt.NDArray[np.int64], linear: bool, scale: float, offset: float,
     top: float, base: int, key_top: int, shift: int, first: npt.NDArray[np.integer[Any]], u: npt.NDArray[np.float64],
@@ -79,7 +97,7 @@ def locate(
     last = first.shape[0] - 2
     for i in range(x.shape[0]):
         v = x[i]
-        c = _cell_linear(v, scale, offset, top, last) if linear else _cell_bits(v, xbits[i], base, key_top, shift, last)
+        c = _cell(v, xbits[i], linear, scale, offset, top, base, key_top, shift, last)
         k = first[c]
         if k >= 0:
             k += u[k] < v  # the cell's one value, if any, is u[k]; u[k + 1] lies in a later cell

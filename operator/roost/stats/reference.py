@@ -197,31 +197,32 @@ class _Grid:
                       if g is not None]
         return min(candidates, key=lambda g: g.crowded_mass)
 
+    @property
+    def ncells(self) -> int:
+        """Number of cells (the table holds one more entry)."""
+        return self.cells + 3 if self.mode == "linear" else ((self.top - self.base) >> self.shift) + 1
+
     def with_tables(self, u: FloatArray, counts: npt.NDArray[np.int64]) -> _Grid:
         """This grid with its cell table, built from the distinct values' own cells."""
-        ncells = self.cells + 3 if self.mode == "linear" else ((self.top - self.base) >> self.shift) + 1
         gu = self.cell_of(u)
-        first = np.searchsorted(gu, np.arange(ncells + 1), side="left")
+        first = np.searchsorted(gu, np.arange(self.ncells + 1), side="left")
         crowded = np.diff(first) > 1
         table = first.astype(np.int16 if u.shape[0] < np.iinfo(np.int16).max else np.int32)
         table[:-1][crowded] = -first[:-1][crowded] - 1
         return dataclasses.replace(self, first=_readonly(table), u=_readonly(np.append(u, np.inf)),
                                    ends=_readonly(np.append(u, u[-1])), crowded_mass=int(counts[crowded[gu]].sum()))
 
+    def _cell_function(self) -> tuple[bool, float, float, float, int, int, int]:
+        """The arguments of the compiled cell function (:func:`roost.stats.kernels.locate`)."""
+        return self.mode == "linear", self.scale, self.offset, float(self.cells + 2), self.base, self.top, self.shift
+
     def cell_of(self, x: FloatArray) -> IntArray:
-        """The cell of each (finite) value: a monotone non-decreasing function of the value."""
-        if self.mode == "linear":
-            with np.errstate(over="ignore"):
-                t = np.multiply(x, self.scale)
-            t += self.offset
-            np.clip(t, 0.0, float(self.cells + 2), out=t)
-            return t.astype(np.intp)
-        keys = ordered_bits(x)
-        np.clip(keys, self.base, self.top, out=keys)
-        keys -= self.base  # wraps past 2**63 for the widest ranges: read it back as unsigned
-        offsets = keys.view(np.uint64)
-        offsets >>= np.uint64(self.shift)
-        return offsets.astype(np.intp)
+        """The cell of each (finite) value: a monotone non-decreasing function of the value, computed by
+        the same compiled function that :meth:`locate` reads the table with."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        cells = np.empty(x.shape[0], dtype=np.intp)
+        kernels.cells(x, x.view(np.int64), *self._cell_function(), self.ncells - 1, cells)
+        return cells
 
     def locate(self, x: FloatArray, distances: bool = False, slots: npt.NDArray[np.int32] | None = None
                ) -> tuple[npt.NDArray[np.integer[Any]], FloatArray]:
@@ -230,8 +231,7 @@ class _Grid:
         size = 2 * self.u.shape[0] - 1
         counts = np.zeros(size, dtype=np.int32 if x.shape[0] < np.iinfo(np.int32).max else np.int64)
         dist = np.zeros(size if distances else 0)
-        kernels.locate(x, x.view(np.int64), self.mode == "linear", self.scale, self.offset, float(self.cells + 2),
-                       self.base, self.top, self.shift, self.first, self.u, counts, self.ends, dist,
+        kernels.locate(x, x.view(np.int64), *self._cell_function(), self.first, self.u, counts, self.ends, dist,
                        np.empty(0, np.int32) if slots is None else slots, distances, slots is not None)
         return counts, dist
 
